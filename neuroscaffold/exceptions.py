@@ -1,0 +1,91 @@
+"""The whole error tree of neuroscaffold, in one place.
+
+Every error the framework raises on purpose derives from :class:`NeuroscaffoldError`,
+so ``except NeuroscaffoldError`` catches all of them and nothing else. Messages are
+lowercase, exact, and name what was wrong and where (the job, the rank, the config path).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NeuroscaffoldError",
+    "DependencyError",
+    "UnknownServiceError",
+    "ConfigurationError",
+    "StorageError",
+    "JobPoolError",
+    "JobCancelledError",
+    "JobSchedulingError",
+    "InvalidStateError",
+    "RemoteJobError",
+    "WorkflowError",
+    "ListenerError",
+    "InternalError",
+]
+
+
+class NeuroscaffoldError(Exception):
+    """Base class of every error raised on purpose by neuroscaffold."""
+
+
+class DependencyError(NeuroscaffoldError, ImportError):
+    """An optional dependency is needed for what was asked and is not installed."""
+
+
+class UnknownServiceError(NeuroscaffoldError, LookupError):
+    """A service was asked for that no provider was registered for."""
+
+
+class ConfigurationError(NeuroscaffoldError, ValueError):
+    """A configuration is invalid; the message starts with the path of the bad value."""
+
+
+class StorageError(NeuroscaffoldError, OSError):
+    """A storage file is missing, unreadable, or would be overwritten without consent."""
+
+
+class JobPoolError(NeuroscaffoldError, RuntimeError):
+    """A job pool was misused (submission after execute, result of a failed job, ...)."""
+
+
+class JobCancelledError(JobPoolError):
+    """A job was cancelled: by the user, by fail-fast, or because a dependency failed."""
+
+
+class JobSchedulingError(JobPoolError):
+    """A node's scheduler raised, or a node was skipped because its dependency did."""
+
+
+class InvalidStateError(JobPoolError):
+    """An illegal job or pool state transition was attempted (a bug, or misuse)."""
+
+
+class RemoteJobError(JobPoolError):
+    """An exception raised by a job on another rank that could not travel as itself.
+
+    The original exception could not be pickled; this error carries its type name, its
+    text and the remote traceback, so nothing about the failure is lost.
+    """
+
+
+class ListenerError(JobPoolError):
+    """A progress listener raised; the pool was stopped on every rank."""
+
+
+class InternalError(NeuroscaffoldError, RuntimeError):
+    """A bug in neuroscaffold itself. Please report it with the full traceback."""
+
+
+class WorkflowError(NeuroscaffoldError, ExceptionGroup):
+    """One or more jobs (or schedulers) failed; ``exceptions`` holds each error.
+
+    Raised by :meth:`JobPool.execute` on every rank once every job has ended. Each
+    member error names its job (``job 'place granule chunk (0, 0, 0)' failed on rank 1:
+    ...``). On ranks other than the main rank the members are summaries (text only).
+    """
+
+    def __new__(cls, message: str, exceptions):
+        return super().__new__(cls, message, list(exceptions))
+
+    def derive(self, excs):
+        return WorkflowError(self.message, excs)
