@@ -1,0 +1,29 @@
+"""The job pool service: jobs with dependencies, run on every MPI rank.
+
+Public names only; the machinery lives in the private modules: ``_status`` (states and
+transitions), ``_job`` (jobs, dependency groups, workflows), ``_pool`` (bookkeeping and
+the public :class:`JobPool`), ``_dispatch`` (main rank), ``_worker`` (other ranks),
+``_protocol``/``_wire`` (messages), ``_cache`` (``pool_cache``), ``_events`` (listeners).
+"""
+
+from ...exceptions import WorkflowError
+from ._cache import pool_cache
+from ._events import PoolProgress
+from ._job import Job, JobRecord, Workflow
+from ._pool import JobPool, create_job_pool
+from ._status import TERMINAL, JobStatus, PoolProgressReason, PoolStatus
+
+__all__ = [
+    "Job",
+    "JobPool",
+    "JobRecord",
+    "JobStatus",
+    "PoolProgress",
+    "PoolProgressReason",
+    "PoolStatus",
+    "TERMINAL",
+    "Workflow",
+    "WorkflowError",
+    "create_job_pool",
+    "pool_cache",
+]

@@ -1,0 +1,419 @@
+"""The main rank's side of execute(): serially, or feeding every rank (itself too).
+
+In parallel the main thread only does bookkeeping and MPI: it keeps each rank's queue
+filled a few batches ahead, sized from measured job durations, and runs the main rank's
+own share of jobs in a local executor thread. So a long job on the main rank never
+starves the others, and listeners are only ever called from the main thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from queue import SimpleQueue
+
+from ..._backoff import Backoff
+from ...exceptions import JobPoolError
+from ._protocol import TAG_TO_MAIN, TAG_TO_WORKER, Kind, dumps, loads, unpack_error
+from ._status import JobStatus, PoolProgressReason
+from ._events import PoolProgress
+from ._wire import Inbox, Outbox, decode, encode, plain, split
+
+_QUEUED = JobStatus.QUEUED
+_EMPTY: dict = {}
+_BATCH_SECONDS = 0.002  # aim for batches of about this much work
+_AHEAD_SECONDS = 0.02  # and keep about this much work in flight on every rank
+_MAX_BATCH = 2048
+_MAX_AHEAD = 32768
+_MIN_AHEAD = 2
+_FLUSH_EVERY = 0.02
+
+
+def duplicate(comm):
+    """The pool's own communicator; waits without spinning for the other ranks."""
+    raw = comm.get_communicator() if hasattr(comm, "get_communicator") else comm
+    new, request = raw.Idup()
+    backoff = Backoff()
+    while not request.Test():
+        backoff.sleep()
+    return new
+
+
+# --- serial ----------------------------------------------------------------------------
+
+
+def serial_execute(pool) -> None:
+    """Run every job in this process, in dependency order, with the same events."""
+    network = pool.network
+    ready = pool._ready
+    listeners = pool._listeners
+    wake = pool._wake
+    pool._drain_incoming()
+    while True:
+        if pool._incoming:
+            pool._drain_incoming()
+        if ready:
+            job = ready.popleft()
+            if job.status is not _QUEUED:
+                continue
+            t0 = time.time()
+            pool._start(job, 0, t0)
+            try:
+                value = job._fn(network, *job._args, **(job._kwargs or _EMPTY))
+                ok = True
+            except Exception as exc:
+                value = exc
+                ok = False
+            pool._finish(job, ok, value, 0, t0, time.time())
+            if listeners.waits:
+                _ping(pool)
+            continue
+        if pool._incoming or pool._scheduling():
+            wake.clear()
+            if not pool._incoming and pool._scheduling():
+                wake.wait(_ping(pool) if listeners.waits else 0.05)
+            continue
+        return
+
+
+def _ping(pool) -> float:
+    due = pool._listeners.ping(
+        lambda: PoolProgress(
+            PoolProgressReason.MAX_TIMEOUT_PING, pool._status, pool._jobs, pool.workflow, None, None, time.time()
+        )
+    )
+    return 0.05 if due is None else max(due, 0.0)
+
+
+# --- parallel: the main rank ----------------------------------------------------------
+
+
+class _Rank:
+    """A rank the main rank feeds, as the dispatcher sees it."""
+
+    __slots__ = ("rank", "in_flight", "known_fns")
+
+    def __init__(self, rank: int):
+        self.rank = rank
+        self.in_flight = 0
+        self.known_fns: set[int] = set()
+
+
+class _LocalExecutor:
+    """The main rank's own share of the jobs, run in a thread beside the dispatcher."""
+
+    def __init__(self, pool):
+        self.rank = 0
+        self.in_flight = 0
+        self.draining = False
+        self.batches: SimpleQueue = SimpleQueue()
+        self.done: deque = deque()  # (0, job, ok, value, t0, t1) | (1, job, t0) | (2, job)
+        self._network = pool.network
+        self._thread = threading.Thread(target=self._run, name="neuroscaffold-local-jobs", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        network = self._network
+        done = self.done
+        last_start = 0.0
+        while True:
+            batch = self.batches.get()
+            if batch is None:
+                return
+            first = True
+            for job in batch:
+                if self.draining:
+                    done.append((2, job))
+                    continue
+                t0 = time.time()
+                if first or t0 - last_start > _FLUSH_EVERY:
+                    done.append((1, job, t0))
+                    last_start = t0
+                    first = False
+                try:
+                    value = job._fn(network, *job._args, **(job._kwargs or _EMPTY))
+                    ok = True
+                except BaseException as exc:  # noqa: B902 - a job's SystemExit is its failure
+                    value = exc
+                    ok = False
+                done.append((0, job, ok, value, t0, time.time()))
+
+    def stop(self, wait: bool) -> None:
+        self.batches.put(None)
+        if wait:
+            self._thread.join()
+
+
+class _Dispatcher:
+    def __init__(self, pool):
+        self.pool = pool
+        self.network = pool.network
+        self.comm = pool._comm
+        self.inbox = Inbox(self.comm, TAG_TO_MAIN)
+        self.outbox = Outbox(self.comm, TAG_TO_WORKER)
+        self.ranks = [_Rank(rank) for rank in range(1, pool.size)]
+        self.local = _LocalExecutor(pool) if pool.main_executes else None
+        self.targets = ([self.local] if self.local else []) + self.ranks
+        self.fn_ids: dict = {}
+        self.batches: dict[int, list] = {}
+        self.next_batch = 0
+        self.freed: list = []
+        self.mean = None  # measured seconds per job
+        pool._on_cache_freed = self.freed.append
+        pool._on_fail_fast = self.drain
+
+    # Measured job durations decide the batch size and how far ahead each rank is fed.
+    def _learn(self, seconds: float, count: int) -> None:
+        per_job = max(seconds / count, 1e-7)
+        self.mean = per_job if self.mean is None else 0.7 * self.mean + 0.3 * per_job
+
+    def run(self) -> None:
+        pool = self.pool
+        listeners = pool._listeners
+        backoff = Backoff()
+        pool._drain_incoming()
+        while True:
+            busy = pool._drain_incoming()
+            busy |= self.receive()
+            if self.local is not None and self.local.done:
+                busy |= self.collect_local()
+            if self.freed:
+                self.free_caches()
+            if pool._ready:
+                busy |= self.dispatch()
+            self.outbox.prune()
+            if self.finished():
+                return
+            limit = _ping(pool) if listeners.waits else None
+            if busy:
+                backoff.reset()
+            else:
+                backoff.sleep(limit)
+
+    def finished(self) -> bool:
+        pool = self.pool
+        return (
+            pool._unfinished == 0
+            and not pool._incoming
+            and not pool._scheduling()
+            and all(target.in_flight == 0 for target in self.targets)
+        )
+
+    # --- sending work ---------------------------------------------------------------
+
+    def dispatch(self) -> bool:
+        mean = self.mean
+        if mean is None:
+            batch_size, ahead = 1, _MIN_AHEAD
+        else:
+            batch_size = max(1, min(_MAX_BATCH, int(_BATCH_SECONDS / mean)))
+            ahead = max(_MIN_AHEAD, min(_MAX_AHEAD, int(_AHEAD_SECONDS / mean)))
+        ready = self.pool._ready
+        sent = False
+        for target in sorted(self.targets, key=lambda t: t.in_flight):
+            while ready and target.in_flight < ahead:
+                jobs = []
+                room = min(batch_size, ahead - target.in_flight)
+                while ready and len(jobs) < room:
+                    job = ready.popleft()
+                    if job.status is _QUEUED:
+                        jobs.append(job)
+                if not jobs:
+                    break
+                if target is self.local:
+                    target.in_flight += len(jobs)
+                    target.batches.put(jobs)
+                else:
+                    self.send_batch(target, jobs)
+                sent = True
+        return sent
+
+    def send_batch(self, target: _Rank, jobs: list) -> None:
+        fn_ids = self.fn_ids
+        new_fns = []
+        tasks = []
+        for job in jobs:
+            fn = job._fn
+            fn_id = fn_ids.get(fn)
+            if fn_id is None:
+                fn_id = fn_ids[fn] = len(fn_ids)
+            if fn_id not in target.known_fns:
+                new_fns.append((fn_id, fn))
+                target.known_fns.add(fn_id)
+            tasks.append((job.id, fn_id, job._args, job._kwargs))
+        try:
+            body = dumps((new_fns, tasks), self.network)
+        except Exception:
+            jobs, new_fns, tasks = self._drop_unpicklable(target, jobs, new_fns, tasks)
+            if not jobs:
+                return
+            body = dumps((new_fns, tasks), self.network)
+        number = self.next_batch
+        self.next_batch += 1
+        self.batches[number] = jobs
+        target.in_flight += len(jobs)
+        self.outbox.send(target.rank, encode(Kind.BATCH, number, body))
+
+    def _drop_unpicklable(self, target, jobs, new_fns, tasks):
+        """Fail the jobs that cannot be pickled (naming why); keep the others."""
+        fns = dict(new_fns)
+        keep_jobs, keep_tasks, needed = [], [], set()
+        for job, task in zip(jobs, tasks):
+            fn_id = task[1]
+            try:
+                dumps((fns.get(fn_id), task), self.network)
+            except Exception as exc:
+                error = JobPoolError(
+                    f"job {job.name!r} could not be sent to rank {target.rank}: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                error.__cause__ = exc
+                self.pool._fail_job_unsent(job, error)
+                continue
+            keep_jobs.append(job)
+            keep_tasks.append(task)
+            needed.add(fn_id)
+        for fn_id in fns:
+            if fn_id not in needed:
+                target.known_fns.discard(fn_id)
+        return keep_jobs, [(i, f) for i, f in new_fns if i in needed], keep_tasks
+
+    def free_caches(self) -> None:
+        body = encode(Kind.FREE, 0, plain(list(self.freed)))
+        self.freed.clear()
+        for target in self.ranks:
+            self.outbox.send(target.rank, body)
+
+    def drain(self) -> None:
+        """fail_fast: every rank drops the jobs it has not started."""
+        if self.local is not None:
+            self.local.draining = True
+        for target in self.ranks:
+            self.outbox.send(target.rank, encode(Kind.DRAIN))
+
+    # --- receiving outcomes ---------------------------------------------------------
+
+    def receive(self) -> bool:
+        pool = self.pool
+        jobs = pool._jobs
+        got = False
+        while (incoming := self.inbox.poll()) is not None:
+            got = True
+            source, buffer = incoming
+            target = self.ranks[source - 1]
+            kind, number, body = decode(buffer)
+            if kind == Kind.RESULTS:
+                self._results(target, body)
+            elif kind == Kind.STARTED:
+                pool._start(jobs[number], source, loads(body, None))
+            elif kind == Kind.DROPPED:
+                for job_id in loads(body, None):
+                    target.in_flight -= 1
+                    self._cancel_dropped(jobs[job_id])
+            elif kind == Kind.BATCH_FAILED:
+                error = unpack_error(loads(body, None), self.network)
+                batch = self.batches.pop(number, ())
+                target.in_flight -= len(batch)
+                for job in batch:
+                    failure = JobPoolError(
+                        f"job {job.name!r} could not be unpickled on rank {source}: "
+                        f"{type(error).__name__}: {error}"
+                    )
+                    failure.__cause__ = error
+                    pool._fail_job_unsent(job, failure)
+            elif kind == Kind.WORKER_FAILED:
+                text = loads(body, None)
+                raise JobPoolError(f"rank {source} failed outside its jobs and left the pool: {text}")
+        return got
+
+    def _results(self, target: _Rank, body) -> None:
+        pool = self.pool
+        jobs = pool._jobs
+        meta_blob, values_blob = split(body)
+        meta = loads(meta_blob, None)
+        try:
+            values = loads(values_blob, self.network)
+        except Exception as exc:
+            error = JobPoolError(
+                f"results from rank {target.rank} could not be unpickled on the main rank: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            values = [None] * len(meta)
+            meta = [(job_id, None, t0, t1) for job_id, _, t0, t1 in meta]
+        else:
+            error = None
+        target.in_flight -= len(meta)
+        rank = target.rank
+        self._learn(meta[-1][3] - meta[0][2], len(meta)) if meta else None
+        network = self.network
+        for (job_id, ok, t0, t1), value in zip(meta, values):
+            if ok:
+                pool._finish(jobs[job_id], True, value, rank, t0, t1)
+            elif ok is None:
+                pool._finish(jobs[job_id], False, error, rank, t0, t1)
+            else:
+                pool._finish(jobs[job_id], False, unpack_error(value, network), rank, t0, t1)
+
+    def collect_local(self) -> bool:
+        pool = self.pool
+        done = self.local.done
+        count = 0
+        first_t0 = None
+        last_t1 = None
+        while done:
+            item = done.popleft()
+            kind = item[0]
+            if kind == 0:
+                _, job, ok, value, t0, t1 = item
+                self.local.in_flight -= 1
+                count += 1
+                if first_t0 is None:
+                    first_t0 = t0
+                last_t1 = t1
+                pool._finish(job, ok, value, 0, t0, t1)
+            elif kind == 1:
+                pool._start(item[1], 0, item[2])
+            else:
+                self.local.in_flight -= 1
+                self._cancel_dropped(item[1])
+        if count:
+            self._learn(last_t1 - first_t0, count)
+        return True
+
+    def _cancel_dropped(self, job) -> None:
+        pool = self.pool
+        if job.status is _QUEUED:
+            pool._cancel_one(job, pool._fail_fast_error(job), pool._listeners.active)
+            if job._dependents is not None:
+                pool._cancel_dependents(job, job)
+
+    def close(self, summary, clean: bool) -> None:
+        stop_workers(self.pool, summary, self.outbox)
+        if self.local is not None:
+            self.local.draining = not clean
+            self.local.stop(wait=clean)
+
+
+def main_execute(pool) -> None:
+    """Feed every rank until each job ended, then release the other ranks."""
+    dispatcher = _Dispatcher(pool)
+    try:
+        dispatcher.run()
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        pool._break(reason)
+        dispatcher.close(pool._summary(), clean=False)
+        raise
+    dispatcher.close(pool._summary(), clean=True)
+
+
+def stop_workers(pool, summary, outbox: Outbox | None = None) -> None:
+    """Send STOP (with the failure summary, or None) to every other rank."""
+    if pool._comm is None:
+        return
+    outbox = outbox or Outbox(pool._comm, TAG_TO_WORKER)
+    body = encode(Kind.STOP, 0, plain(summary))
+    for rank in range(1, pool.size):
+        outbox.send(rank, body)
+    outbox.wait(bound=10.0)

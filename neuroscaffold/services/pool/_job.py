@@ -1,0 +1,199 @@
+"""Jobs, the dependency graph between them, and workflows of named phases.
+
+All job state changes happen on the main rank in the pool's main thread, through
+:meth:`Job._transition`, which checks the transition table of ``_status``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+
+from ...exceptions import InvalidStateError, JobPoolError
+from ._status import _TRANSITIONS, JobStatus
+
+if TYPE_CHECKING:
+    from ._pool import JobPool
+
+__all__ = ["Job", "JobRecord", "Workflow"]
+
+_PENDING = JobStatus.PENDING
+_QUEUED = JobStatus.QUEUED
+_SUCCESS = JobStatus.SUCCESS
+_NO_RESULT = object()
+
+
+class Job:
+    """One unit of work: ``fn(network, *args, **kwargs)`` run on some rank.
+
+    Jobs are made by :meth:`JobPool.queue` / :meth:`JobPool.submit`, never directly.
+    """
+
+    __slots__ = (
+        "id",
+        "_pool",
+        "_fn",
+        "_args",
+        "_kwargs",
+        "_context",
+        "submitter",
+        "status",
+        "_result",
+        "error",
+        "rank",
+        "started_at",
+        "ended_at",
+        "deps",
+        "_waiting",
+        "_dependents",
+        "_handled",
+    )
+
+    def __init__(self, pool, job_id, fn, args, kwargs, context, submitter, deps):
+        self.id: int = job_id
+        self._pool: JobPool = pool
+        self._fn: Callable = fn
+        self._args = args
+        self._kwargs = kwargs
+        self._context: dict | None = context or None
+        self.submitter: Any = submitter
+        self.status: JobStatus = _PENDING
+        self._result: Any = _NO_RESULT
+        self.error: BaseException | None = None
+        self.rank: int | None = None
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.deps: tuple = deps
+        self._waiting = 0
+        self._dependents: list | None = None
+        self._handled = False
+
+    @property
+    def context(self) -> dict:
+        """Free information given at submission, shown in progress displays."""
+        return self._context if self._context is not None else {}
+
+    @property
+    def name(self) -> str:
+        """A readable name: ``context['name']``, else the function and its context."""
+        context = self._context
+        if context is not None and "name" in context:
+            return str(context["name"])
+        fn = self._fn
+        label = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+        if context:
+            label += "(" + ", ".join(f"{k}={v!r}" for k, v in context.items()) + ")"
+        return f"{label}#{self.id}"
+
+    @property
+    def result(self) -> Any:
+        """The value the job returned. Raises :class:`JobPoolError` if there is none."""
+        if self._result is _NO_RESULT:
+            if self.status is JobStatus.FAILED:
+                raise JobPoolError(f"job {self.name!r} failed: {self.error!r}") from self.error
+            raise JobPoolError(f"job {self.name!r} has no result (status: {self.status.value})")
+        return self._result
+
+    def done(self) -> bool:
+        """Whether the job has ended (succeeded, failed, cancelled or aborted)."""
+        return not _TRANSITIONS[self.status]
+
+    def cancel(self, reason: str | None = None) -> bool:
+        """Cancel the job and, transitively, every job that depends on it.
+
+        Only a PENDING or QUEUED job can be cancelled; for a running or ended job this
+        warns and changes nothing. Returns whether the job was cancelled.
+        """
+        if self.status is not _PENDING and self.status is not _QUEUED:
+            warnings.warn(
+                f"cannot cancel job {self.name!r}: it is {self.status.value}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return False
+        return self._pool._cancel_job(self, reason)
+
+    def _transition(self, new: JobStatus) -> JobStatus:
+        old = self.status
+        if new not in _TRANSITIONS[old]:
+            raise InvalidStateError(f"{self.name}: {old.value} -> {new.value}")
+        self.status = new
+        return old
+
+    def __repr__(self) -> str:
+        return f"<Job {self.name!r} {self.status.value}>"
+
+
+class _DepGroup:
+    """A shared dependency on many jobs, so "all of B after all of A" is O(|A|+|B|).
+
+    Jobs depending on the same (large) sequence of jobs depend on one group instead of
+    on each member: the group counts its unfinished members and releases, or cancels,
+    its dependents once.
+    """
+
+    __slots__ = ("_waiting", "_dependents", "failed_by", "members")
+
+    def __init__(self, members):
+        self.members = members
+        self._waiting = 0
+        self._dependents: list | None = None
+        self.failed_by: Job | None = None
+
+
+class JobRecord(NamedTuple):
+    """One job on the timeline: where and when it ran, and how it ended."""
+
+    job_id: int
+    name: str
+    submitter: str | None
+    rank: int | None
+    start: float | None
+    end: float | None
+    status: JobStatus
+    error: str | None
+
+
+def submitter_name(submitter: Any) -> str | None:
+    """The display name of a submitter: its node name when it is a config node."""
+    if submitter is None:
+        return None
+    get_name = getattr(submitter, "get_node_name", None)
+    if get_name is not None:
+        try:
+            return str(get_name())
+        except Exception:  # a half-built node must not break a progress display
+            pass
+    return getattr(submitter, "name", None) or type(submitter).__name__
+
+
+class Workflow:
+    """A sequence of named phases (e.g. ``placement``, ``connectivity``) run by pools.
+
+    Pools created with a workflow carry it in every progress event, so displays can
+    show which phase is running.
+    """
+
+    def __init__(self, phases: list[str] | tuple[str, ...]):
+        if not phases:
+            raise ValueError("a workflow needs at least one phase")
+        self.phases: list[str] = list(phases)
+        self._index = 0
+
+    @property
+    def phase(self) -> str | None:
+        """The current phase, or None once the workflow finished."""
+        return self.phases[self._index] if self._index < len(self.phases) else None
+
+    @property
+    def finished(self) -> bool:
+        return self._index >= len(self.phases)
+
+    def next_phase(self) -> str | None:
+        """Move to the next phase and return it (None when the workflow is finished)."""
+        if self._index < len(self.phases):
+            self._index += 1
+        return self.phase
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.phases} at {self.phase!r}>"
