@@ -28,6 +28,8 @@ _MAX_BATCH = 2048
 _MAX_AHEAD = 32768
 _MIN_AHEAD = 2
 _FLUSH_EVERY = 0.02
+_INLINE_SECONDS = 0.001  # jobs known to be cheaper than this run in the dispatcher itself
+_INLINE_ALL_SECONDS = 0.0002  # when all ready work is below this, skip the round trips
 
 
 def duplicate(comm):
@@ -160,13 +162,18 @@ class _Dispatcher:
         self.next_batch = 0
         self.freed: list = []
         self.mean = None  # measured seconds per job
+        self.fn_cost: dict = {}  # measured seconds per job, per job function
         pool._on_cache_freed = self.freed.append
         pool._on_fail_fast = self.drain
 
-    # Measured job durations decide the batch size and how far ahead each rank is fed.
-    def _learn(self, seconds: float, count: int) -> None:
+    # Measured job durations decide the batch size and how far ahead each rank is fed,
+    # and (per function) whether the main rank runs a job inline or in its thread.
+    def _learn(self, seconds: float, count: int, fn=None) -> None:
         per_job = max(seconds / count, 1e-7)
         self.mean = per_job if self.mean is None else 0.7 * self.mean + 0.3 * per_job
+        if fn is not None:
+            cost = self.fn_cost.get(fn)
+            self.fn_cost[fn] = per_job if cost is None else 0.7 * cost + 0.3 * per_job
 
     def run(self) -> None:
         pool = self.pool
@@ -210,24 +217,76 @@ class _Dispatcher:
             batch_size = max(1, min(_MAX_BATCH, int(_BATCH_SECONDS / mean)))
             ahead = max(_MIN_AHEAD, min(_MAX_AHEAD, int(_AHEAD_SECONDS / mean)))
         ready = self.pool._ready
+        local = self.local
+        # A few cheap jobs are done here sooner than a round trip to a sleeping rank.
+        if local is not None and mean is not None and len(ready) * mean < _INLINE_ALL_SECONDS:
+            return self.run_inline(len(ready))
         sent = False
-        for target in sorted(self.targets, key=lambda t: t.in_flight):
+        for target in sorted(self.ranks, key=lambda t: t.in_flight):
             while ready and target.in_flight < ahead:
-                jobs = []
-                room = min(batch_size, ahead - target.in_flight)
-                while ready and len(jobs) < room:
-                    job = ready.popleft()
-                    if job.status is _QUEUED:
-                        jobs.append(job)
+                jobs = self._take(min(batch_size, ahead - target.in_flight))
                 if not jobs:
                     break
-                if target is self.local:
-                    target.in_flight += len(jobs)
-                    target.batches.put(jobs)
-                else:
-                    self.send_batch(target, jobs)
+                self.send_batch(target, jobs)
                 sent = True
+        if local is not None and ready:
+            head = ready[0]._fn
+            if self.fn_cost.get(head, _INLINE_SECONDS) < _INLINE_SECONDS:
+                sent |= self.run_inline(batch_size)
+            elif local.in_flight < ahead:
+                jobs = self._take(min(batch_size, ahead - local.in_flight))
+                if jobs:
+                    local.in_flight += len(jobs)
+                    local.batches.put(jobs)
+                    sent = True
         return sent
+
+    def _take(self, count: int) -> list:
+        ready = self.pool._ready
+        jobs = []
+        while ready and len(jobs) < count:
+            job = ready.popleft()
+            if job.status is _QUEUED:
+                jobs.append(job)
+        return jobs
+
+    def run_inline(self, count: int) -> bool:
+        """Run up to ``count`` cheap ready jobs in this thread (they cost less than a
+        hand-off to the executor thread); stops early when a job turns out slow."""
+        pool = self.pool
+        ready = pool._ready
+        network = self.network
+        fn_cost = self.fn_cost
+        ran = 0
+        start = time.perf_counter()
+        while ready and ran < count:
+            job = ready.popleft()
+            if job.status is not _QUEUED:
+                continue
+            fn = job._fn
+            if fn_cost.get(fn, _INLINE_SECONDS) >= _INLINE_SECONDS and ran:
+                ready.appendleft(job)  # not known to be cheap: leave it to the thread
+                break
+            t0 = time.time()
+            pool._start(job, 0, t0)
+            try:
+                value = fn(network, *job._args, **(job._kwargs or _EMPTY))
+                ok = True
+            except Exception as exc:
+                value = exc
+                ok = False
+            t1 = time.time()
+            pool._finish(job, ok, value, 0, t0, t1)
+            ran += 1
+            if t1 - t0 > _INLINE_SECONDS:
+                fn_cost[fn] = t1 - t0
+                break
+            if time.perf_counter() - start > _BATCH_SECONDS:
+                break
+        if ran:
+            elapsed = time.perf_counter() - start
+            self._learn(elapsed, ran)
+        return bool(ran)
 
     def send_batch(self, target: _Rank, jobs: list) -> None:
         fn_ids = self.fn_ids
@@ -345,7 +404,8 @@ class _Dispatcher:
             error = None
         target.in_flight -= len(meta)
         rank = target.rank
-        self._learn(meta[-1][3] - meta[0][2], len(meta)) if meta else None
+        if meta:
+            self._learn(meta[-1][3] - meta[0][2], len(meta), jobs[meta[0][0]]._fn)
         network = self.network
         for (job_id, ok, t0, t1), value in zip(meta, values):
             if ok:
@@ -359,8 +419,7 @@ class _Dispatcher:
         pool = self.pool
         done = self.local.done
         count = 0
-        first_t0 = None
-        last_t1 = None
+        first_t0 = last_t1 = fn = None
         while done:
             item = done.popleft()
             kind = item[0]
@@ -370,6 +429,7 @@ class _Dispatcher:
                 count += 1
                 if first_t0 is None:
                     first_t0 = t0
+                    fn = job._fn
                 last_t1 = t1
                 pool._finish(job, ok, value, 0, t0, t1)
             elif kind == 1:
@@ -378,7 +438,7 @@ class _Dispatcher:
                 self.local.in_flight -= 1
                 self._cancel_dropped(item[1])
         if count:
-            self._learn(last_t1 - first_t0, count)
+            self._learn(last_t1 - first_t0, count, fn)
         return True
 
     def _cancel_dropped(self, job) -> None:
