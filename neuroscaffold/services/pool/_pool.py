@@ -338,7 +338,9 @@ class JobPool:
                 from ._worker import report_failure
 
                 report_failure(self, exc)
-            if self._status is not PoolStatus.CLOSING:
+            if self._broken is not None:
+                self._status = PoolStatus.CLOSING  # the listeners already failed: tell no one
+            elif self._status is not PoolStatus.CLOSING:
                 self._set_pool_status(PoolStatus.CLOSING)
         finally:
             self.close()

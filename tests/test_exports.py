@@ -1,0 +1,72 @@
+"""The public surface of shared/API.md: every name imports, from where it is promised."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+API = {
+    "neuroscaffold": [
+        "from_storage", "Network", "Scaffold", "Configuration", "config",
+        "PlacementStrategy", "ConnectionStrategy", "pool_cache", "MPI", "WorkflowError",
+        "JobStatus", "PoolStatus", "PoolProgressReason", "DependencyError",
+        "JobPoolError", "JobCancelledError", "ConfigurationError",
+    ],
+    "neuroscaffold.services": [
+        "MPI", "MPILock", "JobPool", "register_service", "pool_cache", "WorkflowError",
+    ],
+    "neuroscaffold.services.pool": [
+        "JobPool", "Job", "JobStatus", "PoolStatus", "PoolProgressReason",
+        "PoolProgress", "Workflow", "pool_cache", "WorkflowError",
+    ],
+}
+
+
+@pytest.mark.parametrize("module_name", sorted(API))
+def test_every_api_name_imports(module_name):
+    module = importlib.import_module(module_name)
+    for name in API[module_name]:
+        assert getattr(module, name) is not None, f"{module_name}.{name}"
+        assert name in module.__all__, f"{name} missing from {module_name}.__all__"
+
+
+def test_names_are_the_same_objects_everywhere():
+    import neuroscaffold
+    from neuroscaffold import services
+    from neuroscaffold.services import pool
+
+    assert neuroscaffold.MPI is services.MPI
+    assert neuroscaffold.pool_cache is services.pool_cache is pool.pool_cache
+    assert neuroscaffold.WorkflowError is services.WorkflowError is pool.WorkflowError
+    assert neuroscaffold.JobStatus is pool.JobStatus
+    assert neuroscaffold.Scaffold is neuroscaffold.Network
+    assert services.JobPool is pool.JobPool
+
+
+def test_all_lists_only_existing_names():
+    for module_name in API:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module_name}.__all__ names missing {name}"
+
+
+def test_statuses_are_the_documented_enums():
+    from neuroscaffold import JobStatus, PoolProgressReason, PoolStatus
+
+    assert [s.name for s in JobStatus] == [
+        "PENDING", "QUEUED", "RUNNING", "SUCCESS", "FAILED", "CANCELLED", "ABORTED",
+    ]
+    assert [s.name for s in PoolStatus] == ["SCHEDULING", "EXECUTING", "CLOSING"]
+    assert [s.name for s in PoolProgressReason] == [
+        "POOL_STATUS_CHANGE", "JOB_ADDED", "JOB_STATUS_CHANGE", "MAX_TIMEOUT_PING",
+    ]
+
+
+def test_workflow_error_is_an_exception_group_of_job_errors():
+    from neuroscaffold import WorkflowError
+
+    err = WorkflowError("1 of 2 jobs failed", [ValueError("x")])
+    assert isinstance(err, ExceptionGroup)
+    assert err.message == "1 of 2 jobs failed"
+    assert isinstance(err.exceptions[0], ValueError)
