@@ -43,6 +43,7 @@ for _name in (
     "RemoteJobError",
     "WorkflowError",
     "ListenerError",
+    "ParallelError",
     "InternalError",
 ):
     _EXPORTS[_name] = ("neuroscaffold.exceptions", _name)

@@ -20,6 +20,7 @@ __all__ = [
     "RemoteJobError",
     "WorkflowError",
     "ListenerError",
+    "ParallelError",
     "InternalError",
 ]
 
@@ -70,6 +71,11 @@ class RemoteJobError(JobPoolError):
 
 class ListenerError(JobPoolError):
     """A progress listener raised; the pool was stopped on every rank."""
+
+
+class ParallelError(NeuroscaffoldError, RuntimeError):
+    """Raised on a rank because other ranks failed inside ``try_all`` or ``try_main``;
+    the message names the ranks that failed and what they raised."""
 
 
 class InternalError(NeuroscaffoldError, RuntimeError):

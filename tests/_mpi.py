@@ -65,7 +65,9 @@ def base_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
     )
-    env.setdefault("PYTHONUNBUFFERED", "1")
+    # Not PYTHONUNBUFFERED: unbuffered, print() writes the newline apart and mpiexec
+    # interleaves the ranks' lines. Scripts flush whole lines (print(..., flush=True)).
+    env.pop("PYTHONUNBUFFERED", None)
     env.update(extra)
     return env
 

@@ -1,0 +1,123 @@
+"""The launcher guard: without mpi4py, a process started by an MPI launcher must not
+silently run a one-rank emulator (every rank would do all the work)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from neuroscaffold.exceptions import DependencyError
+from neuroscaffold.services.mpi._guard import (
+    _LAUNCHER_VARIABLES,
+    check_launcher,
+    launcher_variables,
+)
+from tests._mpi import run_script
+
+
+def _message(names: str) -> str:
+    return (
+        f"this process was started by an MPI launcher ({names} set) but mpi4py is not "
+        "installed, so every process would run the whole model on its own; install the "
+        "mpi extra: pip install 'neuroscaffold[mpi]' (or set "
+        "NEUROSCAFFOLD_IGNORE_PARALLEL=1 to run each process on its own anyway)"
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMI_SIZE", "PMI_FD",
+        "PMIX_RANK", "MPI_LOCALNRANKS", "MPI_LOCALRANKID", "HYDI_CONTROL_FD",
+        "MV2_COMM_WORLD_RANK", "I_MPI_PIN_DOMAIN",
+    ],
+)
+def test_launcher_variables_are_detected(name):
+    assert launcher_variables({name: "0", "HOME": "/root"}) == [name]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "COMPILER_PATH", "CMAKE_C_COMPILER", "IMPI_THING", "MPICC", "MPI_HOME",
+        "OMPI_MCA_btl", "PMIX_MCA_gds", "I_MPI_ROOT", "PMI_RANKING", "MY_PMI_RANK",
+        "SLURM_PROCID", "NEUROSCAFFOLD_IGNORE_PARALLEL",
+    ],
+)
+def test_lookalikes_are_not_detected(name):
+    assert launcher_variables({name: "1"}) == []
+    check_launcher({name: "1"})
+
+
+@given(
+    name=st.sampled_from(sorted(_LAUNCHER_VARIABLES)),
+    prefix=st.text("ABCXYZ_", max_size=4),
+    suffix=st.text("ABCXYZ_0", max_size=4),
+)
+def test_only_exact_names_count(name, prefix, suffix):
+    variable = f"{prefix}{name}{suffix}"
+    assert launcher_variables({variable: "1"}) == ([variable] if variable == name else [])
+
+
+def test_guard_names_what_it_found():
+    environ = {"PMI_SIZE": "2", "PMI_RANK": "1", "PATH": "/bin"}
+    with pytest.raises(DependencyError, match=rf"^{re.escape(_message('PMI_RANK, PMI_SIZE'))}$"):
+        check_launcher(environ)
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES"])
+def test_ignore_variable_disables_the_guard(value):
+    check_launcher({"PMI_RANK": "0", "NEUROSCAFFOLD_IGNORE_PARALLEL": value})
+
+
+@pytest.mark.parametrize("value", ["0", "", "no"])
+def test_ignore_variable_must_be_true(value):
+    with pytest.raises(DependencyError):
+        check_launcher({"PMI_RANK": "0", "NEUROSCAFFOLD_IGNORE_PARALLEL": value})
+
+
+# --- for real: mpi4py hidden, the service's first use --------------------------------
+
+_FIRST_USE = """
+    import os
+    import sys
+    import neuroscaffold
+    from neuroscaffold.services import MPI
+
+    assert neuroscaffold.MPI is MPI  # naming the service never fails
+    try:
+        outcome = f"size {MPI.get_size()}"
+    except Exception as error:
+        outcome = f"{type(error).__name__}: {error}"
+    # One write per line, so the launcher cannot glue the ranks' lines together.
+    sys.stdout.write(f"rank {os.environ.get('PMI_RANK', '-')}: {outcome}\\n")
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "outcome"),
+    [
+        ({"PMI_RANK": "0"}, "DependencyError: " + _message("PMI_RANK")),
+        ({"OMPI_COMM_WORLD_SIZE": "2"}, "DependencyError: " + _message("OMPI_COMM_WORLD_SIZE")),
+        ({"COMPILER_PATH": "/usr/bin", "IMPI_THING": "1"}, "size 1"),
+        ({"PMI_RANK": "0", "NEUROSCAFFOLD_IGNORE_PARALLEL": "1"}, "size 1"),
+    ],
+    ids=["pmi", "ompi", "lookalikes", "ignored"],
+)
+def test_first_use_without_mpi4py(make_env, tmp_path, extra, outcome):
+    env = make_env(hide=("mpi4py",), **extra)
+    result = run_script(_FIRST_USE, env=env, tmp_path=tmp_path, timeout=30).check()
+    assert result.lines("rank ") == [f"{extra.get('PMI_RANK', '-')}: {outcome}"]
+
+
+@pytest.mark.mpi
+def test_mpiexec_without_mpi4py_fails_on_every_rank(make_env, tmp_path):
+    env = make_env(hide=("mpi4py",))
+    result = run_script(_FIRST_USE, n=2, env=env, tmp_path=tmp_path, timeout=30).check()
+    # What the mpich wheel's Hydra launcher sets (see `mpiexec -n 1 env`).
+    found = "HYDI_CONTROL_FD, MPI_LOCALNRANKS, MPI_LOCALRANKID, PMI_FD, PMI_RANK, PMI_SIZE"
+    expected = f"DependencyError: {_message(found)}"
+    assert sorted(result.lines("rank ")) == [f"0: {expected}", f"1: {expected}"]
