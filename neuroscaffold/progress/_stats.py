@@ -1,0 +1,377 @@
+"""Counting, timing and naming shared by the live display and the plain log.
+
+Both displays feed every pool event to one :class:`ProgressStats` and read a frozen
+:class:`ProgressSnapshot` from it when they draw. Per event the work is a few dict
+operations (a pool of 100,000 jobs sends ~400,000 events); everything costly (sorting,
+the time estimate) happens in :meth:`ProgressStats.snapshot`, at the drawing rate.
+
+Statuses are compared by identity with the pool's enums (``is``, not ``==`` or ``in``:
+an enum's hash runs Python code). The pool imports this package only when it makes a
+pool, so importing the pool's public names here makes no import cycle.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..services.pool import JobStatus, PoolStatus
+from ..services.pool._job import submitter_name  # one naming for progress and timeline
+
+__all__ = [
+    "Failure",
+    "GroupNames",
+    "GroupProgress",
+    "ProgressSnapshot",
+    "ProgressStats",
+    "RunningJob",
+    "StatsListener",
+    "error_text",
+    "format_duration",
+    "job_group",
+]
+
+Clock = Callable[[], float]
+
+_QUEUED = JobStatus.QUEUED
+_RUNNING = JobStatus.RUNNING
+_SUCCESS = JobStatus.SUCCESS
+_FAILED = JobStatus.FAILED
+_CANCELLED = JobStatus.CANCELLED
+_ABORTED = JobStatus.ABORTED
+_CLOSING = PoolStatus.CLOSING
+_NEW = object()
+
+
+def job_group(job: Any) -> str:
+    """The group ("strategy") of a job: its submitter's name (a config node's
+    ``get_node_name()``, as in the pool's ``timeline``), else its function's name."""
+    group = submitter_name(getattr(job, "submitter", None))
+    if group is not None:
+        return group
+    # The pool keeps the function private; a job without one falls back to its name.
+    fn = getattr(job, "fn", None) or getattr(job, "_fn", None)
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name or str(job.name)
+
+
+class GroupNames:
+    """:func:`job_group` with a cache per submitter (or function): a node's name is
+    looked up once, not once per job."""
+
+    def __init__(self) -> None:
+        # id(submitter or fn) -> (it, name); holding it keeps its id from being reused
+        self._cache: dict[int, tuple[Any, str]] = {}
+
+    def __call__(self, job: Any) -> str:
+        key = job.submitter
+        if key is None:
+            key = getattr(job, "fn", None) or getattr(job, "_fn", None)
+            if key is None:
+                return job_group(job)
+        cached = self._cache.get(id(key))
+        if cached is not None and cached[0] is key:
+            return cached[1]
+        name = job_group(job)
+        self._cache[id(key)] = (key, name)
+        return name
+
+
+def error_text(error: Any) -> str | None:
+    """One line naming an error: ``ValueError: bad value`` (its first line only)."""
+    if error is None:
+        return None
+    if isinstance(error, BaseException):
+        text = str(error)
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    else:
+        text = str(error)
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def format_duration(seconds: float) -> str:
+    """A short readable duration: ``41 s``, ``2 min``, ``3 h 05 min``."""
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupProgress:
+    """How far the jobs of one group (strategy) are."""
+
+    name: str
+    total: int
+    ended: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunningJob:
+    """A job running now: where, and since when (``time.time()`` of its rank)."""
+
+    name: str
+    group: str
+    rank: int | None
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A job that failed, with the first line of its error."""
+
+    name: str
+    group: str
+    rank: int | None
+    error: str | None
+
+    def describe(self) -> str:
+        """``job 'name' failed on rank 2: ValueError: bad``."""
+        where = f" on rank {self.rank}" if self.rank is not None else ""
+        return f"job {self.name!r} failed{where}: {self.error}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressSnapshot:
+    """Everything a display draws, taken at one moment."""
+
+    label: str  #: the workflow phase, else the pool status (``executing``), or ``finished``
+    groups: tuple[GroupProgress, ...]
+    total: int
+    ended: int
+    failed: int
+    cancelled: int
+    running: tuple[RunningJob, ...]  #: the longest running first, at most ``max_running``
+    n_running: int
+    failures: tuple[Failure, ...]  #: the latest few
+    n_failures: int
+    elapsed: float
+    eta: float | None  #: seconds left, None until a job duration was measured
+    now: float
+
+    def summary(self) -> str:
+        """``placement: 1204/5000 jobs, 3 failed, 2 running, 41 s elapsed, ~2 min left``."""
+        parts = [f"{self.ended}/{self.total} jobs", f"{self.failed} failed"]
+        if self.cancelled:
+            parts.append(f"{self.cancelled} cancelled")
+        parts += [f"{self.n_running} running", f"{format_duration(self.elapsed)} elapsed"]
+        if self.eta is not None and self.ended < self.total:
+            parts.append(f"~{format_duration(self.eta)} left")
+        return f"{self.label}: " + ", ".join(parts)
+
+
+class _Group:
+    __slots__ = ("name", "total", "ended", "failed", "measured", "busy")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.total = 0
+        self.ended = 0
+        self.failed = 0
+        self.measured = 0  # ended jobs with a start and an end time
+        self.busy = 0.0  # their summed durations
+
+    def mean(self) -> float | None:
+        return self.busy / self.measured if self.measured else None
+
+
+class ProgressStats:
+    """Counts a pool's jobs per group from its events and estimates the time left.
+
+    Events may arrive after the job moved on (a RUNNING event for a job that already
+    ended): each event syncs the tracked job to the job's *current* state, so counts stay
+    right whatever the delivery lag. Methods are not thread-safe on their own; displays
+    hold :attr:`lock` around them.
+
+    Args:
+        clock: ``time.time`` or a stand-in; elapsed time and how long a job has been
+            running are measured with it (job start times are ``time.time()``).
+        max_running: how many running jobs a snapshot lists.
+        max_failures: how many of the latest failures a snapshot lists.
+    """
+
+    def __init__(self, clock: Clock = time.time, max_running: int = 8, max_failures: int = 3):
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.max_running = max_running
+        self.max_failures = max_failures
+        self.failures: list[Failure] = []  # every failure, in order
+        self.phase: str | None = None
+        self.pool_status: PoolStatus | None = None
+        self.started: float | None = None
+        self.changes = 0  # bumped by each failure, phase change and pool status change
+        self._groups: dict[str, _Group] = {}
+        self._names = GroupNames()
+        self._jobs: dict[Any, _Group | None] = {}  # job -> its group; None once ended
+        self._running: dict[Any, _Group] = {}  # job -> group, in start order
+        self._ranks: set = set()
+        self._total = 0
+        self._ended = 0
+        self._failed = 0
+        self._cancelled = 0
+
+    @property
+    def label(self) -> str:
+        """What leads a summary line: the phase, else the pool status; ``finished`` at the end."""
+        if self.pool_status is _CLOSING:
+            return f"{self.phase} finished" if self.phase else "finished"
+        if self.phase:
+            return self.phase
+        return self.pool_status.name.lower() if self.pool_status is not None else "jobs"
+
+    # The per-event path: identity tests on statuses and dict lookups only (a pool of
+    # 100,000 jobs sends ~400,000 events).
+    def update(self, event: Any) -> None:
+        """Count one pool event (any reason)."""
+        if self.started is None:
+            self.started = self.clock()
+        status = event.status
+        if status is not self.pool_status:
+            self.pool_status = status
+            self.changes += 1
+        workflow = event.workflow
+        if workflow is not None and workflow.phase != self.phase:
+            self.phase = workflow.phase
+            self.changes += 1
+        job = event.job
+        if job is not None:
+            self._sync(job)
+        elif status is _CLOSING:
+            # Jobs the pool ended without an event (aborted) end here, once per pool.
+            for job in event.jobs:
+                self._sync(job)
+
+    def _sync(self, job: Any) -> None:
+        # Keyed by the job itself: ids repeat across pools, and a listener may serve several.
+        group = self._jobs.get(job, _NEW)
+        if group is None:
+            return  # ended already
+        if group is _NEW:
+            group = self._jobs[job] = self._add(job)
+        status = job.status
+        if status is _RUNNING:
+            if job not in self._running:
+                self._running[job] = group
+                if job.rank is not None:
+                    self._ranks.add(job.rank)
+        elif status is _SUCCESS or status is _FAILED or status is _CANCELLED or status is _ABORTED:
+            self._jobs[job] = None
+            self._end(job, group, status)
+
+    def _add(self, job: Any) -> _Group:
+        name = self._names(job)
+        group = self._groups.get(name)
+        if group is None:
+            group = self._groups[name] = _Group(name)
+        group.total += 1
+        self._total += 1
+        return group
+
+    def _end(self, job: Any, group: _Group, status: Any) -> None:
+        self._running.pop(job, None)
+        group.ended += 1
+        self._ended += 1
+        if job.started_at is not None and job.ended_at is not None:
+            group.measured += 1
+            group.busy += job.ended_at - job.started_at
+            if job.rank is not None:
+                self._ranks.add(job.rank)
+        if status is _FAILED:
+            group.failed += 1
+            self._failed += 1
+            self.failures.append(Failure(job.name, group.name, job.rank, error_text(job.error)))
+            self.changes += 1
+        elif status is not _SUCCESS:
+            self._cancelled += 1
+
+    def snapshot(self) -> ProgressSnapshot:
+        """Freeze the counts, the running jobs and the time estimate for drawing."""
+        now = self.clock()
+        groups = tuple(
+            GroupProgress(g.name, g.total, g.ended, g.failed) for g in self._groups.values()
+        )
+        running = [
+            RunningJob(job.name, group.name, job.rank, job.started_at)
+            for job, group in itertools.islice(self._running.items(), self.max_running)
+        ]
+        return ProgressSnapshot(
+            label=self.label,
+            groups=groups,
+            total=self._total,
+            ended=self._ended,
+            failed=self._failed,
+            cancelled=self._cancelled,
+            running=tuple(running),
+            n_running=len(self._running),
+            failures=tuple(self.failures[-self.max_failures :]) if self.max_failures else (),
+            n_failures=len(self.failures),
+            elapsed=now - self.started if self.started is not None else 0.0,
+            eta=self._eta(now),
+            now=now,
+        )
+
+    def _eta(self, now: float) -> float | None:
+        # Work left = per group, jobs not ended x that group's mean measured duration
+        # (the overall mean for groups with none yet), minus what running jobs already
+        # did; spread over the ranks seen running jobs.
+        measured = sum(g.measured for g in self._groups.values())
+        if not measured:
+            return None
+        overall = sum(g.busy for g in self._groups.values()) / measured
+        left = 0.0
+        for group in self._groups.values():
+            left += (group.total - group.ended) * (group.mean() or overall)
+        for job, group in self._running.items():
+            left -= min(max(now - job.started_at, 0.0), group.mean() or overall)
+        return max(left, 0.0) / max(len(self._ranks), len(self._running), 1)
+
+
+class StatsListener:
+    """Base of the displays: counts each event under the stats lock and lets the
+    display react (:meth:`_react`, outside the lock) only when something changed (a
+    failure, a phase, the pool status) or its next due time (:attr:`_due`) passed."""
+
+    def __init__(self, clock: Clock = time.time):
+        self.stats = ProgressStats(clock)
+        self._due = 0.0  # clock time of the next periodic reaction (inf: none)
+        self._seen = 0  # stats.changes at the last reaction
+
+    def __call__(self, event: Any) -> None:
+        job = event.job
+        if job is not None and job.status is _QUEUED:
+            return  # nothing to count (its JOB_ADDED came first), so skip the lock
+        stats = self.stats
+        with stats.lock:
+            stats.update(event)
+            if stats.changes == self._seen and stats.clock() < self._due:
+                return
+            self._seen = stats.changes
+        self._react(event)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Begin showing progress (entering the listener does this)."""
+
+    def stop(self) -> None:
+        """Stop showing progress (exiting the listener does this)."""
+
+    def snapshot(self) -> ProgressSnapshot:
+        """The current counts, for drawing (thread-safe)."""
+        with self.stats.lock:
+            return self.stats.snapshot()
+
+    def _react(self, event: Any) -> None:
+        raise NotImplementedError

@@ -1,0 +1,142 @@
+"""Stand-ins for a pool's jobs and events (docs/pool-contract.md), for unit tests.
+
+:class:`FakePool` emits the event stream a real pool would, in the same order, with
+times chosen by the test, so the displays can be driven without running anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from neuroscaffold.services.pool import (
+    TERMINAL,
+    JobStatus,
+    PoolProgress,
+    PoolProgressReason,
+    PoolStatus,
+)
+
+__all__ = [
+    "Clock",
+    "FakeJob",
+    "FakePool",
+    "FakeWorkflow",
+    "JobStatus",
+    "Node",
+    "PoolProgressReason",
+    "PoolStatus",
+    "run_many",
+]
+
+
+class Clock:
+    """A clock that moves only when the test sets :attr:`now`."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Node:
+    """A submitter that looks like a configuration node."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def get_node_name(self) -> str:
+        return self.name
+
+
+@dataclass(eq=False)
+class FakeJob:
+    id: int
+    name: str
+    submitter: Any = None
+    status: JobStatus = JobStatus.PENDING
+    rank: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: BaseException | None = None
+    context: dict = field(default_factory=dict)
+
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+
+class FakeWorkflow:
+    def __init__(self, *phases: str):
+        self.phases = list(phases)
+        self.phase = phases[0]
+
+
+class FakePool:
+    """Sends a pool's events to ``listeners``; each method is one step of a real pool."""
+
+    def __init__(self, *listeners, workflow=None):
+        self.listeners = list(listeners)
+        self.workflow = workflow
+        self.jobs: list[FakeJob] = []
+        self.status = PoolStatus.SCHEDULING
+
+    def _emit(self, reason, job=None, old=None):
+        event = PoolProgress(reason, self.status, self.jobs, self.workflow, job, old, 0.0)
+        for listener in self.listeners:
+            listener(event)
+
+    def _move(self, job, status):
+        old, job.status = job.status, status
+        self._emit(PoolProgressReason.JOB_STATUS_CHANGE, job, old)
+
+    def _pool_status(self, status):
+        self.status = status
+        self._emit(PoolProgressReason.POOL_STATUS_CHANGE)
+
+    def open(self):
+        self._pool_status(PoolStatus.SCHEDULING)
+        return self
+
+    def execute(self):
+        self._pool_status(PoolStatus.EXECUTING)
+
+    def close(self):
+        self._pool_status(PoolStatus.CLOSING)
+
+    def add(self, name, submitter=None) -> FakeJob:
+        job = FakeJob(len(self.jobs), name, submitter)
+        self.jobs.append(job)
+        self._emit(PoolProgressReason.JOB_ADDED, job)
+        return job
+
+    def start(self, job, rank, at):
+        self._move(job, JobStatus.QUEUED)
+        job.rank, job.started_at = rank, at
+        self._move(job, JobStatus.RUNNING)
+
+    def end(self, job, at, error=None):
+        job.ended_at = at
+        job.error = error
+        self._move(job, JobStatus.FAILED if error else JobStatus.SUCCESS)
+
+    def cancel(self, job):
+        job.error = RuntimeError("a dependency failed")
+        self._move(job, JobStatus.CANCELLED)
+
+    def run(self, job, rank, start, end, error=None):
+        self.start(job, rank, start)
+        self.end(job, end, error)
+
+
+def run_many(listener, n: int, clock: Clock, step: float, group: str = "g") -> FakePool:
+    """A whole pool of ``n`` jobs run one after the other on ranks 1 and 2; the clock
+    moves ``step`` seconds per job."""
+    pool = FakePool(listener).open()
+    jobs = [pool.add(f"job {i}", Node(group)) for i in range(n)]
+    pool.execute()
+    for i, job in enumerate(jobs):
+        clock.now = i * step
+        pool.run(job, 1 + i % 2, clock.now, clock.now + step)
+    pool.close()
+    return pool
