@@ -18,6 +18,7 @@ from ...exceptions import (
     JobCancelledError,
     JobPoolError,
     JobSchedulingError,
+    ListenerError,
     WorkflowError,
 )
 from . import _cache
@@ -115,6 +116,7 @@ class JobPool:
         self._ready: deque[Job] = deque()
         self._unfinished = 0
         self._executed = False
+        self._execute_ended = False  # execute() returned or raised: no more submissions
         self._entered = False
         self._closed = False
         self._broken: str | None = None
@@ -232,8 +234,16 @@ class JobPool:
             raise JobPoolError("cannot execute a closed pool")
         if self._executed:
             raise JobPoolError("this pool was already executed; create a new pool")
-        self._executed = True
+        # Status first: if a listener raises on EXECUTING, the pool counts as not
+        # executed and __exit__ releases the other ranks.
         self._set_pool_status(PoolStatus.EXECUTING)
+        self._executed = True
+        try:
+            return self._execute(return_results)
+        finally:
+            self._execute_ended = True
+
+    def _execute(self, return_results: bool) -> dict[Job, Any] | None:
         from . import _dispatch, _worker
 
         _cache.activate(self._cache)
@@ -316,9 +326,16 @@ class JobPool:
         if self._entered:
             raise JobPoolError("a pool can be entered only once")
         self._entered = True
-        self._emit_pool_status(None)
-        self._listeners.enter()
         _cache.activate(self._cache)
+        try:
+            # Context-manager listeners are entered before they get their first event.
+            self._listeners.enter()
+            self._emit_pool_status(None)
+        except BaseException as exc:
+            # `with` will not call __exit__: release the other ranks (waiting in
+            # execute()) and close the pool here.
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -327,19 +344,17 @@ class JobPool:
                 # Workers are waiting in execute(): release them with the error.
                 from ._dispatch import stop_workers
 
-                stop_workers(
-                    self,
-                    (
-                        f"the main rank raised before executing the pool: {exc_type.__name__}: {exc}",
-                        [],
-                    ),
-                )
+                text = f"the main rank raised before executing the pool: {exc_type.__name__}: {exc}"
+                # WorkflowError needs at least one member error on the other ranks.
+                stop_workers(self, (text, [text]))
             if exc is not None and not self._executed and not self.is_main() and self.parallel:
                 from ._worker import report_failure
 
                 report_failure(self, exc)
-            if self._broken is not None:
-                self._status = PoolStatus.CLOSING  # the listeners already failed: tell no one
+            if exc is not None and not self._executed:
+                self._break(f"{exc_type.__name__}: {exc}")  # nothing will run: ABORTED
+            if self._broken is not None and isinstance(exc, (ListenerError, KeyboardInterrupt)):
+                self._status = PoolStatus.CLOSING  # a listener failed: don't call it again
             elif self._status is not PoolStatus.CLOSING:
                 self._set_pool_status(PoolStatus.CLOSING)
         finally:
@@ -369,7 +384,7 @@ class JobPool:
     def _check_open(self) -> None:
         if self._closed:
             raise JobPoolError("cannot submit jobs to a closed pool")
-        if self._executed and self._status is not PoolStatus.EXECUTING:
+        if self._execute_ended:
             raise JobPoolError("cannot submit jobs after the pool was executed")
 
     def _set_pool_status(self, status: PoolStatus) -> None:

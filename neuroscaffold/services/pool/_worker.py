@@ -42,7 +42,9 @@ def _loop(pool, comm, network, rank, size, inbox, outbox):
         last_sent = time.monotonic()
         if not meta:
             return
-        outbox.send(0, encode(Kind.RESULTS, 0, join(plain(meta), _dump_values(values, meta, network, rank, size))))
+        # Values first: _dump_values marks the jobs whose value cannot travel as failed in meta.
+        blob = _dump_values(values, meta, network, rank, size)
+        outbox.send(0, encode(Kind.RESULTS, 0, join(plain(meta), blob)))
         meta.clear()
         values.clear()
 
