@@ -30,22 +30,9 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "PoolStatus": ("neuroscaffold.services.pool", "PoolStatus"),
     "PoolProgressReason": ("neuroscaffold.services.pool", "PoolProgressReason"),
 }
-for _name in (
-    "NeuroscaffoldError",
-    "DependencyError",
-    "UnknownServiceError",
-    "ConfigurationError",
-    "StorageError",
-    "JobPoolError",
-    "JobCancelledError",
-    "JobSchedulingError",
-    "InvalidStateError",
-    "RemoteJobError",
-    "WorkflowError",
-    "ListenerError",
-    "ParallelError",
-    "InternalError",
-):
+from . import exceptions as _exceptions
+
+for _name in _exceptions.__all__:
     _EXPORTS[_name] = ("neuroscaffold.exceptions", _name)
 
 __all__ = sorted(_EXPORTS)

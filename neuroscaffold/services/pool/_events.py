@@ -68,11 +68,16 @@ class _Listeners:
     def emit(self, event: PoolProgress) -> bool:
         """Deliver ``event``; returns whether a listener handled it (returned true)."""
         handled = False
-        now = self.clock()
+        if self.waits:  # only pings need to know when each listener last heard anything
+            now = self.clock()
+            for item in self._items:
+                item.last = now
         for item in self._items:
-            item.last = now
-            if self._call(item, event):
-                handled = True
+            try:
+                if item.fn(event):
+                    handled = True
+            except Exception as exc:
+                self._raise_for(item, event, exc)
         return handled
 
     def ping(self, make_event: Callable[[], PoolProgress]) -> float | None:
@@ -131,9 +136,11 @@ class _Listeners:
         try:
             return item.fn(event)
         except Exception as exc:
-            what = event.reason.value
-            if event.job is not None:
-                what += f" of job {event.job.name!r}"
-            raise ListenerError(
-                f"listener {_describe(item.fn)} raised on {what}: {exc!r}"
-            ) from exc
+            self._raise_for(item, event, exc)
+
+    @staticmethod
+    def _raise_for(item: _Listener, event: PoolProgress, exc: Exception):
+        what = event.reason.value
+        if event.job is not None:
+            what += f" of job {event.job.name!r}"
+        raise ListenerError(f"listener {_describe(item.fn)} raised on {what}: {exc!r}") from exc

@@ -1,0 +1,5 @@
+"""``python -m neuroscaffold``: the command line (see :mod:`neuroscaffold.cli`)."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""``neuroscaffold compile CONFIG -o OUT.hdf5``: place and connect a network."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compile",
+        help="compile a network configuration into an HDF5 file",
+        description="Place the cells and connect them as CONFIG says, into an HDF5 "
+        "file. Run it under `mpiexec -n K` to spread the jobs over K ranks.",
+    )
+    parser.add_argument("config", metavar="CONFIG", help="configuration file (YAML or JSON)")
+    parser.add_argument("-o", "--output", metavar="OUT", type=Path,
+                        help="HDF5 file to write (default: CONFIG's name with .hdf5)")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--clear", action="store_true",
+                          help="replace what OUT already holds")
+    existing.add_argument("--append", action="store_true",
+                          help="add a new run to what OUT already holds")
+    parser.add_argument("--trace", metavar="PATH", type=Path,
+                        help="write a Chrome trace of the jobs to PATH")
+    parser.add_argument("-q", "--quiet", action="store_true", help="show no progress")
+    parser.set_defaults(run=run, report_errors=_is_main)
+
+
+def _is_main() -> bool:
+    from ..services import MPI
+
+    return MPI.get_rank() == 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import Configuration
+    from ..network import Network
+    from ..services import MPI
+
+    configuration = Configuration.from_file(args.config)
+    output = args.output or Path(Path(args.config).stem + ".hdf5")
+    network = Network(configuration, output)
+    listeners = []
+    if args.trace is not None:
+        from ..progress import TraceRecorder
+
+        recorder = TraceRecorder()
+        listeners.append(recorder)
+    start = time.perf_counter()
+    network.compile(clear=args.clear, append=args.append, quiet=args.quiet, listeners=listeners)
+    elapsed = time.perf_counter() - start
+    if MPI.get_rank() == 0:
+        if args.trace is not None:
+            recorder.write(args.trace)
+        summary = network.storage.summary()
+        cells = sum(summary["cells"].values())
+        pairs = sum(count for *_, count in summary["connections"].values())
+        ranks = MPI.get_size()
+        print(f"compiled '{configuration.name}' into {output} in {elapsed:.2f} s on "
+              f"{ranks} rank{'s' if ranks > 1 else ''}: {cells:,} cells, {pairs:,} connections")
+    return 0

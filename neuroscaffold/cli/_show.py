@@ -1,0 +1,58 @@
+"""``neuroscaffold show OUT.hdf5``: what a compiled network file holds."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register", "format_summary"]
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "show",
+        help="summarise a compiled network file",
+        description="Print the cells per type, the connections per set, the chunks and "
+        "the size of a compiled network file.",
+    )
+    parser.add_argument("file", metavar="FILE", help="a network file made by `compile`")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..storage import HDF5Storage
+
+    storage = HDF5Storage(args.file)
+    configuration = storage.read_configuration()
+    print(format_summary(args.file, configuration, storage.summary()))
+    return 0
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def format_summary(path: str, configuration: dict, summary: dict) -> str:
+    """The text of ``neuroscaffold show``."""
+    geometry = configuration.get("network", {})
+    chunk = " x ".join(f"{v:g}" for v in geometry.get("chunk_size", ()))
+    lines = [
+        f"network '{configuration.get('name', 'network')}' in {path} ({_size(summary['size'])})",
+        f"  size {geometry.get('x', 0):g} x {geometry.get('y', 0):g} x {geometry.get('z', 0):g} µm,"
+        f" {summary['chunks']} chunks of {chunk} µm, {summary['runs']} run(s),"
+        f" seed {configuration.get('seed', 0)}",
+        "cell types:",
+    ]
+    width = max([len(name) for name in summary["cells"]] + [len(name) for name in summary["connections"]] + [4])
+    for name, count in summary["cells"].items():
+        lines.append(f"  {name:<{width}}  {count:>12,} cells")
+    lines.append("connectivity sets:")
+    for name, (pre, post, count) in summary["connections"].items():
+        lines.append(f"  {name:<{width}}  {count:>12,} connections  ({pre} -> {post})")
+    cells = sum(summary["cells"].values())
+    pairs = sum(count for *_, count in summary["connections"].values())
+    lines.append(f"total: {cells:,} cells, {pairs:,} connections")
+    return "\n".join(lines)

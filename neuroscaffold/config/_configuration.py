@@ -1,0 +1,176 @@
+"""The root of a network's configuration and its small sections (size, cell types)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import types
+from ._attrs import NodeDict, NodeList, attr, ref
+from ._attrs import dict as node_dict
+from ._node import Node, node, raise_at, walk_nodes
+from ._parse import load_file, parse_text
+from ..connectivity._strategy import ConnectionStrategy
+from ..exceptions import ConfigurationError
+from ..placement._partitions import Partition
+from ..placement._strategy import PlacementStrategy
+
+__all__ = ["CellType", "Configuration", "NetworkGeometry", "from_file"]
+
+
+def _chunk_size(value: Any) -> list[float]:
+    """One positive number (a cube) or three."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value] * 3
+    try:
+        return types.list_of(types.positive, size=3)(value)
+    except types.CastError:
+        raise types.CastError(_chunk_size.expected) from None
+
+
+_chunk_size.expected = "a number > 0 or a list of 3 numbers > 0"
+
+
+@node
+class NetworkGeometry(Node):
+    """The size of the network (µm along x, y, z) and of its chunks."""
+
+    x = attr(type=types.positive, default=100.0)
+    y = attr(type=types.positive, default=100.0)
+    z = attr(type=types.positive, default=100.0)
+    chunk_size = attr(type=_chunk_size, default=[100.0, 100.0, 100.0],
+                      doc="size of the chunks that placement and connectivity jobs work on")
+
+
+@node
+class CellType(Node):
+    """A kind of cell: how big, and how many (a ``density`` in cells/µm³, or a
+    ``count``) when a strategy that needs a number places it."""
+
+    radius = attr(type=types.positive, default=1.0)
+    density = attr(type=types.number(min=0))
+    count = attr(type=types.integer(min=0))
+
+    @property
+    def name(self) -> str:
+        return self._config_key
+
+    def validate(self) -> None:
+        if self.density is not None and self.count is not None:
+            raise_at(self, None, "give 'density' or 'count', not both")
+
+
+@node
+class Configuration(Node):
+    """A whole network configuration: size, partitions, cell types, strategies.
+
+    Build it from a file (:meth:`from_file`), from text, from a mapping, or in Python
+    with :meth:`default`. Every value is checked on the way in; the whole tree (its
+    references and each node's own rules) is checked once it is complete.
+    """
+
+    _config_is_root = True
+    _config_scaffold = None
+
+    name = attr(type=str, default="network")
+    seed = attr(type=types.integer(min=0), default=0, doc="seeds every random strategy")
+    network = attr(type=NetworkGeometry)
+    partitions = node_dict(type=Partition)
+    cell_types = node_dict(type=CellType)
+    placement = node_dict(type=PlacementStrategy)
+    connectivity = node_dict(type=ConnectionStrategy)
+
+    def __init__(self, _raw: dict[str, Any] | None = None, /, **sections: Any):
+        super().__init__(_raw, **sections)
+        self.check()
+
+    @classmethod
+    def default(cls, **sections: Any) -> "Configuration":
+        """A configuration with defaults for whatever ``sections`` does not give
+        (``cell_types=``, ``placement=``, ...; mappings or nodes)."""
+        return cls(**sections)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Configuration":
+        return cls(data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Configuration":
+        """Load a YAML (``.yaml``, ``.yml``) or JSON (``.json``) file."""
+        return cls(load_file(path))
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "Configuration":
+        return cls(parse_text(text, "yaml"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Configuration":
+        return cls(parse_text(text, "json"))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def copy(self) -> "Configuration":
+        """An independent copy (same values, no network attached)."""
+        return type(self)(self.to_dict())
+
+    def check(self) -> None:
+        """Check the complete tree: every reference resolves, every node's rules
+        hold, and ``depends_on`` has no cycle."""
+        for item in walk_nodes(self):
+            for name, attribute in type(item)._config_attrs.items():
+                if isinstance(attribute, ref):
+                    getattr(item, name)
+            item.validate()
+        for section in ("placement", "connectivity"):
+            _check_acyclic(getattr(self, section), section)
+
+    def resolve_node(self, name: str) -> Any:
+        """The node whose :meth:`get_node_name` is ``name``; :class:`KeyError` if none."""
+        head, *parts = name.split(".")
+        if head != "{root}":
+            raise KeyError(f"no configuration node named {name!r}")
+        item: Any = self
+        for part in parts:
+            if isinstance(item, NodeDict) and part in item:
+                item = item[part]
+            elif isinstance(item, NodeList) and part.isdigit() and int(part) < len(item):
+                item = item[int(part)]
+            elif isinstance(item, Node) and part in type(item)._config_attrs:
+                item = item.__dict__.get(part)
+            else:
+                raise KeyError(f"no configuration node named {name!r}")
+        return item
+
+    def _attach(self, network: Any) -> None:
+        self._config_scaffold = network
+
+
+def from_file(path: str | Path) -> Configuration:
+    """Load a :class:`Configuration` from a YAML or JSON file."""
+    return Configuration.from_file(path)
+
+
+def _check_acyclic(section: NodeDict, section_name: str) -> None:
+    state: dict[str, str] = {}
+
+    def visit(key: str, trail: list[str]) -> None:
+        if state.get(key) == "done":
+            return
+        if state.get(key) == "visiting":
+            cycle = " -> ".join(trail[trail.index(key):] + [key])
+            raise ConfigurationError(f"{section_name}: circular depends_on: {cycle}")
+        state[key] = "visiting"
+        for dependency in section[key].depends_on:
+            if dependency._config_key in section:
+                visit(dependency._config_key, trail + [key])
+        state[key] = "done"
+
+    for key in section:
+        visit(key, [])

@@ -1,0 +1,15 @@
+"""Connectivity: which cells connect. Strategies pair presynaptic with postsynaptic
+cells, one pool job per chunk of postsynaptic cells.
+
+Built-in strategies (``strategy:`` in a configuration): ``all_to_all``
+(:class:`AllToAll`), ``distance`` (:class:`DistanceConnectivity`); any other by import
+path.
+"""
+
+from __future__ import annotations
+
+from ._builtins import AllToAll, DistanceConnectivity
+from ._cells import CellSelection
+from ._strategy import ConnectionStrategy
+
+__all__ = ["AllToAll", "CellSelection", "ConnectionStrategy", "DistanceConnectivity"]

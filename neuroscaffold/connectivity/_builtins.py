@@ -1,0 +1,51 @@
+"""Built-in connection strategies: all-to-all and distance-based."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .. import config
+from ..config import types
+from ..placement._chunks import Chunk, chunks_in_box
+from ._cells import CellSelection
+from ._strategy import ConnectionStrategy
+
+__all__ = ["AllToAll", "DistanceConnectivity"]
+
+
+@config.node
+class AllToAll(ConnectionStrategy):
+    """Every presynaptic cell to every postsynaptic cell."""
+
+    def connect(self, pre: CellSelection, post: CellSelection) -> np.ndarray:
+        pre_local, post_local = np.meshgrid(np.arange(len(pre)), np.arange(len(post)),
+                                            indexing="ij")
+        return np.column_stack([pre_local.ravel(), post_local.ravel()])
+
+
+@config.node
+class DistanceConnectivity(ConnectionStrategy):
+    """Pairs no farther apart than ``radius`` (µm), each kept with ``probability``.
+
+    A job looks for presynaptic cells only in the chunks within ``radius`` of its own,
+    with a KD-tree over them.
+    """
+
+    radius = config.attr(type=types.positive, required=True)
+    probability = config.attr(type=types.number(min=0, max=1), default=1.0)
+
+    def presynaptic_chunks(self, chunk: Chunk) -> list[tuple[int, int, int]]:
+        grid = self.scaffold_chunk_size()
+        near = chunks_in_box(chunk.ldc - self.radius, chunk.mdc + self.radius, grid)
+        return [c.index for c in near]
+
+    def connect(self, pre: CellSelection, post: CellSelection) -> np.ndarray:
+        close = cKDTree(post.positions).sparse_distance_matrix(
+            cKDTree(pre.positions), self.radius, output_type="ndarray"
+        )
+        pairs = np.column_stack([close["j"], close["i"]]).astype(np.int64)
+        pairs = pairs[np.lexsort((pairs[:, 0], pairs[:, 1]))]
+        if self.probability < 1:
+            pairs = pairs[self.rng().random(len(pairs)) < self.probability]
+        return pairs

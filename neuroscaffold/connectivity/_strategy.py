@@ -1,0 +1,122 @@
+"""The base of connection strategies: one pool job per postsynaptic chunk."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import config
+from ..config._node import config_root
+from ..placement._chunks import Chunk
+from ..placement._chunked import ChunkedStrategy, dependency_jobs, job_regions
+from ..services.pool import pool_cache
+from ._cells import CellIndex, CellSelection
+
+__all__ = ["ConnectionStrategy"]
+
+
+@config.dynamic(
+    "strategy",
+    builtins={
+        "all_to_all": "neuroscaffold.connectivity._builtins.AllToAll",
+        "distance": "neuroscaffold.connectivity._builtins.DistanceConnectivity",
+    },
+)
+class ConnectionStrategy(ChunkedStrategy):
+    """Connects cells of the ``presynaptic`` type to cells of the ``postsynaptic`` type.
+
+    Each job takes the postsynaptic cells of one chunk and the presynaptic cells of
+    :meth:`presynaptic_chunks` and calls :meth:`connect`; the pairs are stored as
+    (pre, post) indices into the two placement sets. The jobs wait for the placement
+    of both cell types and for the strategies in ``depends_on``.
+    """
+
+    presynaptic = config.ref("cell_types", required=True)
+    postsynaptic = config.ref("cell_types", required=True)
+    depends_on = config.reflist("connectivity")
+    autapses = config.attr(type=bool, default=False,
+                           doc="let a cell connect to itself (same pre and post type)")
+
+    # --- scheduling ---------------------------------------------------------------
+
+    def queue(self, pool: Any, chunk_size: Sequence[float] | None = None) -> None:
+        """Submit one :meth:`connect_chunk` job per postsynaptic chunk (or region of
+        ``chunk_size``)."""
+        placing = self._placement_strategies()
+        deps = dependency_jobs(self, pool) + [
+            job for strategy in placing for job in pool.get_submissions_of(strategy)
+        ]
+        for chunk in self.get_chunks(chunk_size):
+            pool.queue(self.connect_chunk, args=(chunk,), deps=deps,
+                       name=f"connect {self.name} {chunk}", phase="connectivity")
+
+    def get_chunks(self, chunk_size: Sequence[float] | None = None) -> list[Chunk]:
+        """The chunks that can hold postsynaptic cells, from the placement strategies
+        of that type."""
+        grid = self.scaffold_chunk_size()
+        post = self.postsynaptic.name
+        chunks = {
+            chunk
+            for strategy in self._placement_strategies()
+            if post in {ct.name for ct in strategy.cell_types}
+            for chunk in strategy.get_chunks()
+        }
+        return job_regions(sorted(chunks), grid, chunk_size)
+
+    def presynaptic_chunks(self, chunk: Chunk) -> list[tuple[int, int, int]] | None:
+        """The network chunks whose presynaptic cells the job of ``chunk`` considers
+        (None: all of them). Override to limit the search, as distance rules do."""
+        return None
+
+    def _placement_strategies(self) -> list:
+        types = {self.presynaptic.name, self.postsynaptic.name}
+        return [
+            strategy
+            for strategy in config_root(self).placement.values()
+            if types & {ct.name for ct in strategy.cell_types}
+        ]
+
+    # --- the job ------------------------------------------------------------------
+
+    @pool_cache
+    def get_cells(self) -> dict[str, CellIndex]:
+        """The pre- and postsynaptic cells, read once per rank while this strategy's
+        jobs run (so its jobs only ever lock the file to write)."""
+        storage = self.scaffold.storage
+        return {ct.name: CellIndex.load(storage, ct) for ct in (self.presynaptic, self.postsynaptic)}
+
+    def connect_chunk(self, network: Any, chunk: Chunk) -> None:
+        """Job: connect the postsynaptic cells of ``chunk`` and store the pairs."""
+        grid = self.scaffold_chunk_size()
+        cells = self.get_cells()
+        post_chunks = [c.index for c in chunk.subchunks(grid)]
+        post = cells[self.postsynaptic.name].select(post_chunks)
+        pre = cells[self.presynaptic.name].select(self.presynaptic_chunks(chunk))
+        with self._job(chunk):
+            found = self.connect(pre, post) if len(pre) and len(post) else ()
+        local = np.asarray(found, dtype=np.int64).reshape(-1, 2)
+        pairs = np.column_stack([pre.indices[local[:, 0]], post.indices[local[:, 1]]])
+        post_chunk_of_pair = post.chunks[local[:, 1]]
+        if self.presynaptic.name == self.postsynaptic.name and not self.autapses:
+            keep = pairs[:, 0] != pairs[:, 1]
+            pairs, post_chunk_of_pair = pairs[keep], post_chunk_of_pair[keep]
+        data = _by_post_chunk(pairs, post_chunk_of_pair, post_chunks)
+        run, session = network.storage_session()
+        network.storage.write_connections(run, session, self.name, self.presynaptic.name,
+                                          self.postsynaptic.name, data)
+
+    def connect(self, pre: CellSelection, post: CellSelection) -> np.ndarray:
+        """The pairs to connect, as an ``(m, 2)`` array of (index into ``pre``, index
+        into ``post``). Called only when both selections hold cells."""
+        raise NotImplementedError(f"{type(self).__name__} must implement connect(pre, post)")
+
+
+def _by_post_chunk(pairs: np.ndarray, post_chunks_of_pairs: np.ndarray, chunks: list) -> dict:
+    """``pairs`` split by the chunk of their postsynaptic cell, each sorted by (post,
+    pre): the stored order never depends on how a strategy found them."""
+    data = {}
+    for chunk in chunks:
+        mine = pairs[np.all(post_chunks_of_pairs == chunk, axis=1)]
+        data[chunk] = mine[np.lexsort((mine[:, 0], mine[:, 1]))]
+    return data

@@ -1,0 +1,29 @@
+"""Placement: where cells go. Strategies place cells of some types in partitions
+(regions of space), one pool job per chunk of the network.
+
+Built-in strategies (``strategy:`` in a configuration): ``random``
+(:class:`RandomPlacement`), ``fixed`` (:class:`FixedPositions`), ``lattice``
+(:class:`LatticePlacement`); any other by import path. Built-in partitions (``type:``):
+``layer`` (:class:`Layer`), ``box`` (:class:`Box`).
+"""
+
+from __future__ import annotations
+
+from ._builtins import FixedPositions, LatticePlacement, RandomPlacement
+from ._chunks import Chunk
+from ._indicators import CellIndicator, Indicators
+from ._partitions import Box, Layer, Partition
+from ._strategy import PlacementStrategy
+
+__all__ = [
+    "Box",
+    "CellIndicator",
+    "Chunk",
+    "FixedPositions",
+    "Indicators",
+    "LatticePlacement",
+    "Layer",
+    "Partition",
+    "PlacementStrategy",
+    "RandomPlacement",
+]

@@ -1,0 +1,78 @@
+"""Indicators: how many cells of a type a placement strategy puts in each chunk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config._node import raise_at
+from ._chunks import Chunk, apportion
+
+__all__ = ["CellIndicator", "Indicators", "build_indicators"]
+
+
+class CellIndicator:
+    """Estimates the number of cells of one type that one strategy places.
+
+    The numbers come from a density (cells/µm³) or a total count, spread over the
+    strategy's chunks in proportion to the volume of its partitions in each chunk and
+    rounded so that they add up to the total (see :func:`apportion`).
+    """
+
+    def __init__(self, strategy: Any, cell_type: Any, per_chunk: dict[tuple, int] | None):
+        self.strategy = strategy
+        self.cell_type = cell_type
+        self._per_chunk = per_chunk
+
+    @property
+    def density(self) -> float | None:
+        return _first(self.strategy.density, self.cell_type.density)
+
+    @property
+    def count(self) -> int | None:
+        return _first(self.strategy.count, self.cell_type.count)
+
+    def guess(self, chunk: Chunk | None = None) -> int:
+        """The number of cells in ``chunk`` (a network chunk or a region of several),
+        or in the whole network when ``chunk`` is None."""
+        if self._per_chunk is None:
+            raise_at(self.strategy, None, f"cell type '{self.cell_type.name}' needs a "
+                                          "density or a count to be placed")
+        if chunk is None:
+            return sum(self._per_chunk.values())
+        grid = self.strategy.scaffold_chunk_size()
+        if tuple(chunk.size) == tuple(grid):
+            return self._per_chunk.get(chunk.index, 0)
+        return sum(self._per_chunk.get(sub.index, 0) for sub in chunk.subchunks(grid))
+
+    def __repr__(self) -> str:
+        return f"<CellIndicator {self.cell_type.name} of {self.strategy.get_node_name()}>"
+
+
+class Indicators(dict):
+    """Cell type name -> :class:`CellIndicator` (a dict that can be weakly referenced)."""
+
+
+def _first(*values):
+    return next((v for v in values if v is not None), None)
+
+
+def build_indicators(strategy: Any) -> Indicators:
+    """The indicators of every cell type that ``strategy`` places."""
+    chunks = strategy.get_chunks()
+    volumes = [strategy.volume_in(chunk) for chunk in chunks]
+    total_volume = sum(volumes)
+    indicators = Indicators()
+    for cell_type in strategy.cell_types:
+        density = _first(strategy.density, cell_type.density)
+        count = _first(strategy.count, cell_type.count)
+        if count is not None:
+            total = count
+        elif density is not None:
+            total = int(round(density * total_volume))
+        else:
+            indicators[cell_type.name] = CellIndicator(strategy, cell_type, None)
+            continue
+        shares = apportion(volumes, total)
+        per_chunk = {chunk.index: n for chunk, n in zip(chunks, shares)}
+        indicators[cell_type.name] = CellIndicator(strategy, cell_type, per_chunk)
+    return indicators

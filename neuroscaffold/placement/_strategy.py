@@ -1,0 +1,138 @@
+"""The base of placement strategies: one pool job per chunk, cells stored per chunk."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import config
+from ..config import types
+from ..config._node import raise_at
+from ..services.pool import pool_cache
+from ._chunked import ChunkedStrategy, dependency_jobs, job_regions
+from ._chunks import Chunk
+from ._indicators import Indicators, build_indicators
+
+__all__ = ["PlacementStrategy"]
+
+
+@config.dynamic(
+    "strategy",
+    builtins={
+        "random": "neuroscaffold.placement._builtins.RandomPlacement",
+        "fixed": "neuroscaffold.placement._builtins.FixedPositions",
+        "lattice": "neuroscaffold.placement._builtins.LatticePlacement",
+    },
+)
+class PlacementStrategy(ChunkedStrategy):
+    """Places cells of ``cell_types`` in ``partitions``, one chunk per job.
+
+    Subclasses implement :meth:`place`, which calls :meth:`place_cells` for each cell
+    type. The jobs of a strategy wait for those of the strategies in ``depends_on``.
+    Random strategies draw from :meth:`rng`, seeded per chunk, so the network is the
+    same whichever rank places which chunk.
+    """
+
+    cell_types = config.reflist("cell_types", required=True)
+    partitions = config.reflist("partitions")
+    depends_on = config.reflist("placement")
+    density = config.attr(type=types.number(min=0),
+                          doc="cells/µm³ for every cell type, instead of the cell type's")
+    count = config.attr(type=types.integer(min=0),
+                        doc="cells of every cell type, instead of the cell type's")
+
+    def validate(self) -> None:
+        if self.density is not None and self.count is not None:
+            raise_at(self, None, "give 'density' or 'count', not both")
+
+    # --- scheduling ---------------------------------------------------------------
+
+    def queue(self, pool: Any, chunk_size: Sequence[float] | None = None) -> None:
+        """Submit one :meth:`place_chunk` job per chunk (see :meth:`get_chunks`)."""
+        deps = dependency_jobs(self, pool)
+        for chunk in self.get_chunks(chunk_size):
+            pool.queue(self.place_chunk, args=(chunk,), deps=deps,
+                       name=f"place {self.name} {chunk}", phase="placement")
+
+    def get_chunks(self, chunk_size: Sequence[float] | None = None) -> list[Chunk]:
+        """The chunks this strategy places cells in, in index order.
+
+        Args:
+            chunk_size: make each job a region of this size instead of one network
+                chunk; it must be a whole multiple of the network's chunk size.
+        """
+        grid = self.scaffold_chunk_size()
+        chunks = sorted({c for p in self.partitions for c in p.chunks(grid)})
+        return job_regions(chunks, grid, chunk_size)
+
+    def volume_in(self, chunk: Chunk) -> float:
+        """The volume of this strategy's partitions inside ``chunk`` (µm³)."""
+        return sum(p.overlap(chunk)[2] for p in self.partitions)
+
+    # --- the job ------------------------------------------------------------------
+
+    @pool_cache
+    def get_indicators(self) -> Indicators:
+        """The indicator of each cell type (kept for as long as this strategy's jobs
+        run, so it is computed once per rank)."""
+        return build_indicators(self)
+
+    def place_chunk(self, network: Any, chunk: Chunk) -> None:
+        """Job: place the cells of ``chunk`` and write them to the network's storage."""
+        with self._job(chunk) as job:
+            self.place(chunk, self.get_indicators())
+        self._write(network, job.collected, chunk)
+
+    def place(self, chunk: Chunk, indicators: Indicators) -> None:
+        """Place the cells of ``chunk``: call :meth:`place_cells` per cell type.
+
+        Args:
+            chunk: the chunk (or region) of this job.
+            indicators: cell type name -> :class:`CellIndicator`; ``guess(chunk)``
+                says how many cells go in the chunk.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement place(chunk, indicators)")
+
+    def place_cells(self, cell_type: Any, positions: Any, chunk: Chunk) -> None:
+        """Record cells of ``cell_type`` (a name, a cell type or an indicator) at
+        ``positions`` (an ``(n, 3)`` array) in ``chunk``."""
+        name = getattr(getattr(cell_type, "cell_type", cell_type), "name", cell_type)
+        if name not in {ct.name for ct in self.cell_types}:
+            raise ValueError(f"{self.name} does not place cell type {name!r}")
+        positions = np.asarray(positions, dtype=np.float64)
+        if positions.ndim != 2 or positions.shape[1] != 3:
+            raise ValueError(f"positions must have shape (n, 3), got {positions.shape}")
+        job = self._current_job()
+        if job is not None:
+            job.collected.setdefault(name, []).append(positions)
+        else:  # called outside place_chunk: write at once
+            self._write(self.scaffold, {name: [positions]}, chunk)
+
+    def _write(self, network: Any, collected: dict[str, list[np.ndarray]], chunk: Chunk):
+        grid = self.scaffold_chunk_size()
+        own = {c.index for c in self.get_chunks()}
+        data = {}
+        for cell_type in self.cell_types:
+            arrays = collected.get(cell_type.name) or [np.empty((0, 3))]
+            data[cell_type.name] = _bin_positions(np.concatenate(arrays), chunk, grid, own)
+        run, session = network.storage_session()
+        network.storage.write_placement(run, session, self.name, data)
+
+
+def _bin_positions(positions: np.ndarray, region: Chunk, grid, own: set) -> dict:
+    """``positions`` split over the network chunks of ``region`` (every chunk of the
+    region that the strategy covers gets an entry, empty or not)."""
+    if tuple(region.size) == tuple(grid):
+        return {region.index: positions}
+    subchunks = region.subchunks(grid)
+    first = np.array(subchunks[0].index)
+    last = np.array(subchunks[-1].index)
+    # cells a float rounding put just outside the region stay in its edge chunks
+    cell_chunks = np.clip(np.floor(positions / np.array(grid)).astype(int), first, last)
+    binned = {}
+    for sub in subchunks:
+        mask = np.all(cell_chunks == sub.index, axis=1)
+        if sub.index in own or mask.any():
+            binned[sub.index] = positions[mask]
+    return binned

@@ -1,0 +1,68 @@
+"""Read views of stored results: a cell type's positions, a connectivity set's pairs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ConnectivitySet", "PlacementSet"]
+
+
+class PlacementSet:
+    """The cells of one type: their positions, in a fixed order (run, chunk, strategy).
+
+    ``np.asarray(placement_set)`` and :meth:`load_positions` give the ``(n, 3)`` array;
+    a cell's index in it is the index connectivity sets use.
+    """
+
+    def __init__(self, storage: Any, cell_type: str):
+        self._storage = storage
+        self.cell_type = cell_type
+
+    def load_positions(self) -> np.ndarray:
+        """The positions of every cell, ``(n, 3)`` (µm)."""
+        return self._storage.read_placement(self.cell_type, self._entries())
+
+    def chunks(self) -> list[tuple[int, int, int]]:
+        """The network chunks that hold (or were given) cells of this type."""
+        return sorted({entry.chunk for entry in self._entries()})
+
+    def _entries(self):
+        return self._storage.placement_entries(self.cell_type)
+
+    def __len__(self) -> int:
+        return sum(entry.count for entry in self._entries())
+
+    def __array__(self, dtype=None, copy=None):
+        positions = self.load_positions()
+        return positions if dtype is None else positions.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"<PlacementSet {self.cell_type!r}>"
+
+
+class ConnectivitySet:
+    """The connections of one strategy: ``(m, 2)`` pairs of (presynaptic index,
+    postsynaptic index) into the placement sets of ``presynaptic`` and ``postsynaptic``."""
+
+    def __init__(self, storage: Any, name: str):
+        self._storage = storage
+        self.name = name
+        _, meta = storage.read_connections(name)
+        self.presynaptic = meta.get("presynaptic")
+        self.postsynaptic = meta.get("postsynaptic")
+
+    def load_connections(self) -> np.ndarray:
+        """Every pair, ``(m, 2)`` int64, in (run, postsynaptic chunk) order."""
+        return self._storage.read_connections(self.name)[0]
+
+    def __len__(self) -> int:
+        return len(self.load_connections())
+
+    def __array__(self, dtype=None, copy=None):
+        pairs = self.load_connections()
+        return pairs if dtype is None else pairs.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"<ConnectivitySet {self.name!r} {self.presynaptic} -> {self.postsynaptic}>"
