@@ -111,6 +111,7 @@ class _LocalExecutor:
         self.draining = False
         self.batches: SimpleQueue = SimpleQueue()
         self.done: deque = deque()  # (0, job, ok, value, t0, t1) | (1, job, t0) | (2, job)
+        self.wake = threading.Event()  # set when ``done`` gets results
         self._network = pool.network
         self._thread = threading.Thread(target=self._run, name="neuroscaffold-local-jobs", daemon=True)
         self._thread.start()
@@ -140,6 +141,7 @@ class _LocalExecutor:
                     value = exc
                     ok = False
                 done.append((0, job, ok, value, t0, time.time()))
+            self.wake.set()
 
     def stop(self, wait: bool) -> None:
         self.batches.put(None)
@@ -195,6 +197,10 @@ class _Dispatcher:
             limit = _ping(pool) if listeners.waits else None
             if busy:
                 backoff.reset()
+            elif self.local is not None and self.local.in_flight:
+                # The local executor sets this event as soon as it has results.
+                self.local.wake.wait(backoff.next_delay(limit))
+                self.local.wake.clear()
             else:
                 backoff.sleep(limit)
 
@@ -221,10 +227,14 @@ class _Dispatcher:
         # A few cheap jobs are done here sooner than a round trip to a sleeping rank.
         if local is not None and mean is not None and len(ready) * mean < _INLINE_ALL_SECONDS:
             return self.run_inline(len(ready))
+        # Feed each rank up to ``ahead``, but no more than its fair share of what is
+        # ready now, so a small burst is spread over every rank, the main one included.
+        share = -(-len(ready) // (len(self.ranks) + (local is not None)))
         sent = False
         for target in sorted(self.ranks, key=lambda t: t.in_flight):
-            while ready and target.in_flight < ahead:
-                jobs = self._take(min(batch_size, ahead - target.in_flight))
+            limit = min(ahead, target.in_flight + share)
+            while ready and target.in_flight < limit:
+                jobs = self._take(min(batch_size, limit - target.in_flight))
                 if not jobs:
                     break
                 self.send_batch(target, jobs)
@@ -232,9 +242,9 @@ class _Dispatcher:
         if local is not None and ready:
             head = ready[0]._fn
             if self.fn_cost.get(head, _INLINE_SECONDS) < _INLINE_SECONDS:
-                sent |= self.run_inline(batch_size)
+                sent |= self.run_inline(min(batch_size, share))
             elif local.in_flight < ahead:
-                jobs = self._take(min(batch_size, ahead - local.in_flight))
+                jobs = self._take(min(batch_size, ahead - local.in_flight, share))
                 if jobs:
                     local.in_flight += len(jobs)
                     local.batches.put(jobs)
@@ -465,7 +475,12 @@ def main_execute(pool) -> None:
         pool._break(reason)
         dispatcher.close(pool._summary(), clean=False)
         raise
-    dispatcher.close(pool._summary(), clean=True)
+    else:
+        dispatcher.close(pool._summary(), clean=True)
+    finally:
+        # The hooks point back at the dispatcher: drop them so nothing keeps the pool
+        # (and its jobs) alive in a reference cycle.
+        del pool._on_cache_freed, pool._on_fail_fast
 
 
 def stop_workers(pool, summary, outbox: Outbox | None = None) -> None:

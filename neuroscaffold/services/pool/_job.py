@@ -51,7 +51,9 @@ class Job:
 
     def __init__(self, pool, job_id, fn, args, kwargs, context, submitter, deps):
         self.id: int = job_id
-        self._pool: JobPool = pool
+        # A weak reference (shared by all of a pool's jobs): jobs outlive their pool
+        # to keep results, and must not keep a closed pool of a million jobs alive.
+        self._pool: Callable[[], JobPool | None] = pool
         self._fn: Callable = fn
         self._args = args
         self._kwargs = kwargs
@@ -111,7 +113,10 @@ class Job:
                 stacklevel=2,
             )
             return False
-        return self._pool._cancel_job(self, reason)
+        pool = self._pool()
+        if pool is None or pool._closed:
+            raise JobPoolError(f"cannot cancel job {self.name!r}: its pool is closed")
+        return pool._cancel_job(self, reason)
 
     def _transition(self, new: JobStatus) -> JobStatus:
         old = self.status

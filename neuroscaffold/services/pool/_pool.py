@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
+import weakref
 from collections import deque
 from typing import Any, Callable, Iterable, Sequence
 
@@ -103,6 +103,7 @@ class JobPool:
             self.rank = 0
             self.size = 1
         self._status = PoolStatus.SCHEDULING
+        self._ref = weakref.ref(self)
         self._jobs: list[Job] = []
         self._lock = threading.Lock()  # guards job creation (ids, lists) across threads
         self._main_thread = threading.get_ident()
@@ -178,13 +179,13 @@ class JobPool:
                     submitter = owner
         if deps:
             for dep in deps:
-                if not isinstance(dep, Job) or dep._pool is not self:
+                if not isinstance(dep, Job) or dep._pool is not self._ref:
                     raise JobPoolError(f"dependency {dep!r} is not a job of this pool")
         else:
             deps = ()
         args = tuple(args) if args else ()
         with self._lock:
-            job = Job(self, len(self._jobs), fn, args, kwargs or None, context, submitter, deps)
+            job = Job(self._ref, len(self._jobs), fn, args, kwargs or None, context, submitter, deps)
             self._jobs.append(job)
             if submitter is not None:
                 key = id(submitter)

@@ -1,0 +1,66 @@
+"""A finished pool is freed as soon as it is dropped; its jobs keep their results."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from neuroscaffold.network import Network
+from tests._mpi import run_script
+
+
+def _run_pool(n):
+    with Network().create_job_pool(quiet=True) as pool:
+        for i in range(n):
+            pool.queue(lambda network, i: i * 2, (i,))
+        pool.execute()
+    return pool
+
+
+def test_pool_is_freed_without_the_cycle_collector():
+    gc.disable()
+    try:
+        pool = _run_pool(100)
+        ref = weakref.ref(pool)
+        jobs = pool.jobs
+        del pool
+        assert ref() is None
+        assert [job.result for job in jobs[:3]] == [0, 2, 4]
+    finally:
+        gc.enable()
+
+
+def test_cancel_after_the_pool_is_gone_raises():
+    with Network().create_job_pool(quiet=True) as pool:
+        job = pool.queue(lambda network: 1)
+        other = pool.queue(lambda network: 2)
+        other.cancel()
+        pool.execute()
+    assert job.result == 1
+    with pytest.warns(RuntimeWarning, match=r"^cannot cancel job .*: it is success$"):
+        assert job.cancel() is False
+
+
+SCRIPT = r"""
+import gc, weakref
+from neuroscaffold.network import Network
+gc.disable()
+with Network().create_job_pool(quiet=True) as pool:
+    if pool.is_main():
+        for i in range(2000):
+            pool.queue(lambda network, i: i, (i,))
+    pool.execute()
+ref = weakref.ref(pool)
+kept = [job.result for job in pool.jobs[:2]]
+del pool
+print(f"RANK freed={ref() is None} kept={kept}", flush=True)
+"""
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_pool_is_freed_under_mpi(ranks, tmp_path):
+    result = run_script(SCRIPT, ranks, timeout=60, tmp_path=tmp_path).check()
+    lines = sorted(result.lines("RANK "))
+    assert lines == sorted(["freed=True kept=[0, 1]"] + ["freed=True kept=[]"] * (ranks - 1))
