@@ -64,3 +64,16 @@ def test_pool_is_freed_under_mpi(ranks, tmp_path):
     result = run_script(SCRIPT, ranks, timeout=60, tmp_path=tmp_path).check()
     lines = sorted(result.lines("RANK "))
     assert lines == sorted(["freed=True kept=[0, 1]"] + ["freed=True kept=[]"] * (ranks - 1))
+
+
+def test_gc_threshold_is_raised_while_pools_are_open_and_restored_after():
+    before = gc.get_threshold()
+    first = Network().create_job_pool(quiet=True)
+    second = Network().create_job_pool(quiet=True)
+    with first:
+        assert gc.get_threshold()[0] >= 50_000
+        with second:
+            second.execute()
+        assert gc.get_threshold()[0] >= 50_000
+        first.execute()
+    assert gc.get_threshold() == before
