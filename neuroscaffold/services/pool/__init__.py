@@ -8,7 +8,7 @@ the public :class:`JobPool`), ``_dispatch`` (main rank), ``_worker`` (other rank
 
 from ...exceptions import WorkflowError
 from ._cache import pool_cache
-from ._events import PoolProgress
+from ._events import PoolProgress, PoolStatistics, SubmitterStatistics
 from ._job import Job, JobRecord, Workflow
 from ._pool import JobPool, create_job_pool
 from ._status import TERMINAL, JobStatus, PoolProgressReason, PoolStatus
@@ -20,7 +20,9 @@ __all__ = [
     "JobStatus",
     "PoolProgress",
     "PoolProgressReason",
+    "PoolStatistics",
     "PoolStatus",
+    "SubmitterStatistics",
     "TERMINAL",
     "Workflow",
     "WorkflowError",

@@ -17,7 +17,6 @@ from ..._backoff import Backoff
 from ...exceptions import JobPoolError
 from ._protocol import TAG_TO_MAIN, TAG_TO_WORKER, Kind, dumps, loads, unpack_error
 from ._status import JobStatus, PoolProgressReason
-from ._events import PoolProgress
 from ._wire import Inbox, Outbox, decode, encode, plain, split
 
 _QUEUED = JobStatus.QUEUED
@@ -80,11 +79,7 @@ def serial_execute(pool) -> None:
 
 
 def _ping(pool) -> float:
-    due = pool._listeners.ping(
-        lambda: PoolProgress(
-            PoolProgressReason.MAX_TIMEOUT_PING, pool._status, pool._jobs, pool.workflow, None, None, time.time()
-        )
-    )
+    due = pool._listeners.ping(lambda: pool._event(PoolProgressReason.MAX_TIMEOUT_PING))
     return 0.05 if due is None else max(due, 0.0)
 
 

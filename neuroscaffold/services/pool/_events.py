@@ -23,6 +23,31 @@ class PoolProgress(NamedTuple):
     job: Any = None
     old_status: JobStatus | None = None
     time: float = 0.0
+    pool: Any = None
+
+
+class SubmitterStatistics(NamedTuple):
+    """Jobs of one submitter (a strategy): how many there are and how many ended."""
+
+    name: str
+    total: int
+    done: int
+
+
+class PoolStatistics(NamedTuple):
+    """A snapshot of a pool's progress, cheap to take at any time (O(submitters))."""
+
+    status: PoolStatus
+    workflow: Any
+    total: int  #: jobs added
+    done: int  #: jobs ended (succeeded, failed, cancelled or aborted)
+    succeeded: int
+    failed: int
+    cancelled: int
+    running: tuple  #: jobs started and not ended, oldest first
+    submitters: tuple  #: :class:`SubmitterStatistics`, in order of first submission
+    failures: tuple  #: every failed job, in the order they failed
+    started_at: float | None  #: ``time.time()`` when execute() started
 
 
 class _Listener:
@@ -51,14 +76,21 @@ class _Listeners:
         self._items: list[_Listener] = []
         self._entered = False
         self.clock = clock
-        self.active = False  # any listener at all: the hot path checks only this
+        self.any = False  # any listener at all
+        self.active = False  # any listener of job events: the hot path checks only this
         self.waits = False  # any listener with a max_wait (needs pings)
+        self._job_items: list[_Listener] = []
 
     def add(self, fn: Callable, max_wait: float | None, missed: list[PoolProgress]) -> None:
         item = _Listener(fn, max_wait)
         item.last = self.clock()
         self._items.append(item)
-        self.active = True
+        if getattr(fn, "job_events", True):
+            self._job_items.append(item)
+            self.active = True
+        else:
+            missed = [event for event in missed if event.job is None]
+        self.any = True
         self.waits = self.waits or max_wait is not None
         if self._entered:
             self._enter(item)
@@ -66,13 +98,18 @@ class _Listeners:
             self._call(item, event)
 
     def emit(self, event: PoolProgress) -> bool:
-        """Deliver ``event``; returns whether a listener handled it (returned true)."""
+        """Deliver ``event``; returns whether a listener handled it (returned true).
+
+        Job events go only to listeners that want them (``job_events``, default true):
+        a listener that reads :meth:`JobPool.statistics` instead costs nothing per job.
+        """
         handled = False
+        items = self._items if event.job is None else self._job_items
         if self.waits:  # only pings need to know when each listener last heard anything
             now = self.clock()
-            for item in self._items:
+            for item in items:
                 item.last = now
-        for item in self._items:
+        for item in items:
             try:
                 if item.fn(event):
                     handled = True

@@ -23,7 +23,7 @@ from ...exceptions import (
     WorkflowError,
 )
 from . import _cache
-from ._events import PoolProgress, _Listeners
+from ._events import PoolProgress, PoolStatistics, SubmitterStatistics, _Listeners
 from ._job import Job, JobRecord, _DepGroup, submitter_name
 from ._status import _POOL_TRANSITIONS, JobStatus, PoolProgressReason, PoolStatus
 
@@ -142,6 +142,13 @@ class JobPool:
         self._groups: dict[int, tuple[Sequence, _DepGroup, int]] = {}
         self._ready: deque[Job] = deque()
         self._unfinished = 0
+        # Progress counts, kept so that statistics() never scans the jobs.
+        self._running: dict[int, Job] = {}
+        self._failures: list[Job] = []
+        self._done_by_submitter: dict[int, int] = {}
+        self._cancelled = 0
+        self._aborted = 0
+        self._started_at: float | None = None
         self._executed = False
         self._execute_ended = False  # execute() returned or raised: no more submissions
         self._entered = False
@@ -266,6 +273,7 @@ class JobPool:
         # executed and __exit__ releases the other ranks.
         self._set_pool_status(PoolStatus.EXECUTING)
         self._executed = True
+        self._started_at = time.time()
         try:
             return self._execute(return_results)
         finally:
@@ -350,6 +358,39 @@ class JobPool:
         records.sort(key=lambda record: record.start)
         return records
 
+    def statistics(self) -> PoolStatistics:
+        """A snapshot of the progress so far (main rank), without scanning the jobs.
+
+        Progress displays read this a few times a second instead of listening to
+        every job event, so they cost nothing per job. Safe to call from any thread.
+        """
+        jobs = self._jobs
+        failures = tuple(self._failures)
+        done_by = self._done_by_submitter.copy()
+        with self._lock:
+            submitters = [
+                SubmitterStatistics(
+                    submitter_name(self._submitters[key]), len(submitted), done_by.get(key, 0)
+                )
+                for key, submitted in list(self._submissions.items())
+            ]
+        total = len(jobs) - len(self._incoming)
+        done = total - self._unfinished
+        cancelled = self._cancelled
+        return PoolStatistics(
+            status=self._status,
+            workflow=self.workflow,
+            total=total,
+            done=done,
+            succeeded=done - len(failures) - cancelled - self._aborted,
+            failed=len(failures),
+            cancelled=cancelled,
+            running=tuple(self._running.copy().values()),
+            submitters=tuple(submitters),
+            failures=failures,
+            started_at=self._started_at,
+        )
+
     def __enter__(self) -> "JobPool":
         if self._entered:
             raise JobPoolError("a pool can be entered only once")
@@ -426,11 +467,21 @@ class JobPool:
         self._status = status
         self._emit_pool_status(status)
 
+    def _event(self, reason, job=None, old=None, status=None, now=None) -> PoolProgress:
+        return PoolProgress(
+            reason,
+            self._status if status is None else status,
+            self._jobs,
+            self.workflow,
+            job,
+            old,
+            time.time() if now is None else now,
+            self,
+        )
+
     def _emit_pool_status(self, status) -> None:
-        if self._listeners.active:
-            self._listeners.emit(
-                PoolProgress(_POOL_CHANGE, self._status, self._jobs, self.workflow, None, None, time.time())
-            )
+        if self._listeners.any:
+            self._listeners.emit(self._event(_POOL_CHANGE))
 
     def _missed_events(self) -> list[PoolProgress]:
         """The stream so far, rebuilt from the pool's state, for a listener added late."""
@@ -438,22 +489,21 @@ class JobPool:
             return []
         now = time.time()
         waiting = {id(job) for job in self._incoming_jobs()}
-        events = [PoolProgress(_POOL_CHANGE, PoolStatus.SCHEDULING, self._jobs, self.workflow, None, None, now)]
+        scheduling = PoolStatus.SCHEDULING
+        events = [self._event(_POOL_CHANGE, status=scheduling, now=now)]
         for job in list(self._jobs):
             if id(job) in waiting:
                 continue
-            events.append(PoolProgress(_JOB_ADDED, PoolStatus.SCHEDULING, self._jobs, self.workflow, job, None, now))
+            events.append(self._event(_JOB_ADDED, job, status=scheduling, now=now))
             if job.status is not _PENDING:
-                events.append(
-                    PoolProgress(_JOB_CHANGE, self._status, self._jobs, self.workflow, job, _PENDING, now)
-                )
-        if self._status is not PoolStatus.SCHEDULING:
-            events.append(PoolProgress(_POOL_CHANGE, self._status, self._jobs, self.workflow, None, None, now))
+                events.append(self._event(_JOB_CHANGE, job, _PENDING, now=now))
+        if self._status is not scheduling:
+            events.append(self._event(_POOL_CHANGE, now=now))
         return events
 
     def _emit_job(self, reason, job: Job, old) -> bool:
         return self._listeners.emit(
-            PoolProgress(reason, self._status, self._jobs, self.workflow, job, old, time.time())
+            PoolProgress(reason, self._status, self._jobs, self.workflow, job, old, time.time(), self)
         )
 
     def _drain_incoming(self) -> bool:
@@ -543,6 +593,7 @@ class JobPool:
         job.status = _RUNNING
         job.rank = rank
         job.started_at = t0
+        self._running[job.id] = job
         if self._listeners.active:
             self._emit_job(_JOB_CHANGE, job, _QUEUED)
 
@@ -550,8 +601,15 @@ class JobPool:
         """A rank ended ``job``: record the outcome, release or cancel its dependents."""
         status = job.status
         if status is _QUEUED:
-            self._start(job, rank, t0)
-        elif status is not _RUNNING:
+            # Started and ended in one report: RUNNING is only an event, never listed.
+            job.status = _RUNNING
+            job.rank = rank
+            job.started_at = t0
+            if self._listeners.active:
+                self._emit_job(_JOB_CHANGE, job, _QUEUED)
+        elif status is _RUNNING:
+            del self._running[job.id]
+        else:
             return  # cancelled or aborted meanwhile
         job.ended_at = t1
         job._args = job._kwargs = None  # the inputs are no longer needed: free them
@@ -565,9 +623,8 @@ class JobPool:
             except Exception:
                 pass
             job.status = _FAILED
-        self._unfinished -= 1
-        if job.submitter is not None:
-            self._count_down(id(job.submitter))
+            self._failures.append(job)
+        self._ended(job)
         handled = False
         if self._listeners.active:
             handled = self._emit_job(_JOB_CHANGE, job, _RUNNING)
@@ -597,11 +654,21 @@ class JobPool:
         old = job._transition(status)
         job.error = error
         job._args = job._kwargs = None
-        self._unfinished -= 1
-        if job.submitter is not None:
-            self._count_down(id(job.submitter))
+        if status is _FAILED:
+            self._failures.append(job)
+        self._ended(job)
         if self._listeners.active and status is not _ABORTED:
             self._emit_job(_JOB_CHANGE, job, old)
+
+    def _ended(self, job: Job) -> None:
+        """Count ``job`` as ended (any terminal status): progress and cache counts."""
+        self._unfinished -= 1
+        submitter = job.submitter
+        if submitter is not None:
+            key = id(submitter)
+            done = self._done_by_submitter
+            done[key] = done.get(key, 0) + 1
+            self._count_down(key)
 
     def _count_down(self, key: int) -> None:
         counts = self._unfinished_by_submitter
@@ -663,9 +730,8 @@ class JobPool:
         old = job._transition(_CANCELLED)
         job.error = error
         job._args = job._kwargs = None
-        self._unfinished -= 1
-        if job.submitter is not None:
-            self._count_down(id(job.submitter))
+        self._cancelled += 1
+        self._ended(job)
         if listening:
             self._emit_job(_JOB_CHANGE, job, old)
 
@@ -728,6 +794,9 @@ class JobPool:
                 job.status = _ABORTED
                 job.error = JobPoolError(f"job {job.name!r} was aborted: {reason}")
                 job._args = job._kwargs = None
+                self._aborted += 1
+        self._unfinished = 0
+        self._running.clear()
 
     def _workflow_error(self) -> WorkflowError | None:
         failed = [job for job in self._jobs if job.status is _FAILED and not job._handled]
