@@ -77,6 +77,7 @@ class LogProgress(StatsListener):
         with stats.lock:
             if stats.started is None:
                 return
+            stats.refresh()
             lines = [f.describe() for f in stats.failures[self._printed_failures :]]
             self._printed_failures = len(stats.failures)
             now = stats.clock()

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..services.pool import JobStatus, PoolStatus
+from ..services.pool import JobStatus, PoolProgressReason, PoolStatus
 from ..services.pool._job import submitter_name  # one naming for progress and timeline
 
 __all__ = [
@@ -43,6 +43,7 @@ _FAILED = JobStatus.FAILED
 _CANCELLED = JobStatus.CANCELLED
 _ABORTED = JobStatus.ABORTED
 _CLOSING = PoolStatus.CLOSING
+_PING = PoolProgressReason.MAX_TIMEOUT_PING
 _NEW = object()
 
 
@@ -216,6 +217,8 @@ class ProgressStats:
         self._ended = 0
         self._failed = 0
         self._cancelled = 0
+        self._pool: Any = None  # a followed pool (see follow), else counts come from events
+        self._pool_failures = 0
 
     @property
     def label(self) -> str:
@@ -243,7 +246,7 @@ class ProgressStats:
         job = event.job
         if job is not None:
             self._sync(job)
-        elif status is _CLOSING:
+        elif status is _CLOSING and self._pool is None:
             # Jobs the pool ended without an event (aborted) end here, once per pool.
             for job in event.jobs:
                 self._sync(job)
@@ -291,9 +294,72 @@ class ProgressStats:
         elif status is not _SUCCESS:
             self._cancelled += 1
 
+    def follow(self, pool: Any) -> None:
+        """Read counts from ``pool.statistics()`` from now on, not from job events.
+
+        A listener following a pool gets no job events at all (``job_events = False``),
+        so it costs nothing per job; it reads a snapshot whenever it draws.
+        """
+        self._pool = pool
+        self._pool_failures = 0
+
+    def refresh(self) -> None:
+        """Take in the failures a followed pool reported since the last refresh."""
+        pool = self._pool
+        if pool is None:
+            return
+        failures = pool.statistics().failures
+        for job in failures[self._pool_failures :]:
+            self.failures.append(Failure(job.name, self._names(job), job.rank, error_text(job.error)))
+            self.changes += 1
+        self._pool_failures = len(failures)
+
+    def _snapshot_of_pool(self, now: float) -> ProgressSnapshot:
+        stats = self._pool.statistics()
+        self.refresh()
+        failed_by_group: dict[str, int] = {}
+        for failure in self.failures:
+            failed_by_group[failure.group] = failed_by_group.get(failure.group, 0) + 1
+        groups = [
+            GroupProgress(sub.name, sub.total, sub.done, failed_by_group.get(sub.name, 0))
+            for sub in stats.submitters
+        ]
+        other_total = stats.total - sum(g.total for g in groups)
+        if other_total > 0:
+            other_done = stats.done - sum(g.ended for g in groups)
+            groups.append(GroupProgress("other jobs", other_total, other_done, 0))
+        running = [
+            RunningJob(job.name, self._names(job), job.rank, job.started_at)
+            for job in stats.running[: self.max_running]
+        ]
+        eta = None
+        if stats.ran:
+            per_job = stats.busy / stats.ran
+            left = (stats.total - stats.done) * per_job - sum(
+                min(max(now - job.started_at, 0.0), per_job) for job in stats.running
+            )
+            eta = max(left, 0.0) / max(stats.ranks, 1)
+        return ProgressSnapshot(
+            label=self.label,
+            groups=tuple(groups),
+            total=stats.total,
+            ended=stats.done,
+            failed=stats.failed,
+            cancelled=stats.cancelled,
+            running=tuple(running),
+            n_running=len(stats.running),
+            failures=tuple(self.failures[-self.max_failures :]) if self.max_failures else (),
+            n_failures=len(self.failures),
+            elapsed=now - self.started if self.started is not None else 0.0,
+            eta=eta,
+            now=now,
+        )
+
     def snapshot(self) -> ProgressSnapshot:
         """Freeze the counts, the running jobs and the time estimate for drawing."""
         now = self.clock()
+        if self._pool is not None:
+            return self._snapshot_of_pool(now)
         groups = tuple(
             GroupProgress(g.name, g.total, g.ended, g.failed) for g in self._groups.values()
         )
@@ -336,7 +402,14 @@ class ProgressStats:
 class StatsListener:
     """Base of the displays: counts each event under the stats lock and lets the
     display react (:meth:`_react`, outside the lock) only when something changed (a
-    failure, a phase, the pool status) or its next due time (:attr:`_due`) passed."""
+    failure, a phase, the pool status) or its next due time (:attr:`_due`) passed.
+
+    In a real pool it asks for no job events (``job_events = False``): it follows the
+    pool that sends it events (``event.pool``) and reads ``pool.statistics()`` when it
+    draws, so a pool of a million tiny jobs pays nothing per job for its display.
+    """
+
+    job_events = False
 
     def __init__(self, clock: Clock = time.time):
         self.stats = ProgressStats(clock)
@@ -349,7 +422,12 @@ class StatsListener:
             return  # nothing to count (its JOB_ADDED came first), so skip the lock
         stats = self.stats
         with stats.lock:
+            pool = getattr(event, "pool", None)
+            if pool is not None and stats._pool is not pool:
+                stats.follow(pool)
             stats.update(event)
+            if pool is not None and event.reason is _PING:
+                stats.refresh()
             if stats.changes == self._seen and stats.clock() < self._due:
                 return
             self._seen = stats.changes

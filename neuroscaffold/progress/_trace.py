@@ -63,6 +63,10 @@ class TraceRecorder:
     then :meth:`write` the trace file, or analyse :attr:`records` directly.
     """
 
+    # In a real pool it asks for no job events: it records every job once, when the
+    # pool closes, so a pool of a million tiny jobs pays nothing per job for it.
+    job_events = False
+
     def __init__(self) -> None:
         self.records: list[TraceRecord] = []
         self._pool = -1
@@ -78,7 +82,7 @@ class TraceRecorder:
                 self._pool += 1
                 self._recorded = set()
             elif event.status is PoolStatus.CLOSING:
-                # Jobs the pool ended without an event (aborted) are recorded here.
+                # Every job not recorded from an event is recorded here, once.
                 for job in event.jobs:
                     self._record(job, event.workflow)
                 self._recorded = set()  # keeps no job (nor its result) alive

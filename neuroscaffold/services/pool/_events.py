@@ -48,6 +48,9 @@ class PoolStatistics(NamedTuple):
     submitters: tuple  #: :class:`SubmitterStatistics`, in order of first submission
     failures: tuple  #: every failed job, in the order they failed
     started_at: float | None  #: ``time.time()`` when execute() started
+    busy: float  #: summed run time (s) of the ended jobs that ran
+    ran: int  #: how many ended jobs ran (succeeded or failed)
+    ranks: int  #: ranks taking part
 
 
 class _Listener:

@@ -148,6 +148,8 @@ class JobPool:
         self._done_by_submitter: dict[int, int] = {}
         self._cancelled = 0
         self._aborted = 0
+        self._busy = 0.0
+        self._ran = 0
         self._started_at: float | None = None
         self._executed = False
         self._execute_ended = False  # execute() returned or raised: no more submissions
@@ -389,6 +391,9 @@ class JobPool:
             submitters=tuple(submitters),
             failures=failures,
             started_at=self._started_at,
+            busy=self._busy,
+            ran=self._ran,
+            ranks=self.size,
         )
 
     def __enter__(self) -> "JobPool":
@@ -424,7 +429,7 @@ class JobPool:
                 report_failure(self, exc)
             if exc is not None and not self._executed:
                 self._break(f"{exc_type.__name__}: {exc}")  # nothing will run: ABORTED
-            if self._broken is not None and isinstance(exc, (ListenerError, KeyboardInterrupt)):
+            if self._broken is not None and isinstance(exc, ListenerError):
                 self._status = PoolStatus.CLOSING  # a listener failed: don't call it again
             elif self._status is not PoolStatus.CLOSING:
                 self._set_pool_status(PoolStatus.CLOSING)
@@ -612,6 +617,8 @@ class JobPool:
         else:
             return  # cancelled or aborted meanwhile
         job.ended_at = t1
+        self._busy += t1 - t0
+        self._ran += 1
         job._args = job._kwargs = None  # the inputs are no longer needed: free them
         if ok:
             job._result = value
