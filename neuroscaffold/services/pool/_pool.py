@@ -146,6 +146,7 @@ class JobPool:
         self._running: dict[int, Job] = {}
         self._failures: list[Job] = []
         self._done_by_submitter: dict[int, int] = {}
+        self._registered = 0
         self._cancelled = 0
         self._aborted = 0
         self._busy = 0.0
@@ -271,6 +272,8 @@ class JobPool:
             raise JobPoolError("cannot execute a closed pool")
         if self._executed:
             raise JobPoolError("this pool was already executed; create a new pool")
+        if self.is_main():
+            self._drain_incoming()  # jobs queued so far count from the first event on
         # Status first: if a listener raises on EXECUTING, the pool counts as not
         # executed and __exit__ releases the other ranks.
         self._set_pool_status(PoolStatus.EXECUTING)
@@ -366,7 +369,6 @@ class JobPool:
         Progress displays read this a few times a second instead of listening to
         every job event, so they cost nothing per job. Safe to call from any thread.
         """
-        jobs = self._jobs
         failures = tuple(self._failures)
         done_by = self._done_by_submitter.copy()
         with self._lock:
@@ -376,7 +378,7 @@ class JobPool:
                 )
                 for key, submitted in list(self._submissions.items())
             ]
-        total = len(jobs) - len(self._incoming)
+        total = self._registered
         done = total - self._unfinished
         cancelled = self._cancelled
         return PoolStatistics(
@@ -532,6 +534,7 @@ class JobPool:
         return True
 
     def _register(self, job: Job) -> None:
+        self._registered += 1
         self._unfinished += 1
         if job.submitter is not None:
             key = id(job.submitter)
