@@ -77,3 +77,29 @@ def test_gc_threshold_is_raised_while_pools_are_open_and_restored_after():
         assert gc.get_threshold()[0] >= 50_000
         first.execute()
     assert gc.get_threshold() == before
+
+
+QUEUE_FROM_JOB = r"""
+from neuroscaffold.network import Network
+from neuroscaffold.exceptions import WorkflowError
+
+network = Network()
+with network.create_job_pool(quiet=True, main_executes=False) as pool:
+    network.current_pool = pool  # the network travels by name: each rank sees its own
+    if pool.is_main():
+        pool.queue(lambda net: net.current_pool.queue(lambda net: None), name="spawner")
+    try:
+        pool.execute()
+        print(f"RANK {pool.rank} ok", flush=True)
+    except WorkflowError as exc:
+        print(f"RANK {pool.rank} " + exc.message.replace(chr(10), " | "), flush=True)
+"""
+
+
+def test_a_job_queueing_on_a_worker_rank_fails_clearly(tmp_path):
+    result = run_script(QUEUE_FROM_JOB, 2, timeout=60, tmp_path=tmp_path).check()
+    expected = (
+        "1 of 1 jobs failed: |   job 'spawner' failed on rank 1: JobPoolError: cannot queue "
+        "jobs on rank 1 while the pool executes: jobs are queued on the main rank (rank 0)"
+    )
+    assert sorted(result.lines("RANK ")) == [f"0 {expected}", f"1 {expected}"]

@@ -206,6 +206,12 @@ class JobPool:
         Pass the same sequence object as ``deps`` to many jobs to share it cheaply.
         """
         self._check_open()
+        if self._status is PoolStatus.EXECUTING and not self.is_main():
+            # A job on this rank tried to queue more: they would silently never run.
+            raise JobPoolError(
+                f"cannot queue jobs on rank {self.rank} while the pool executes: "
+                "jobs are queued on the main rank (rank 0)"
+            )
         if not callable(fn):
             raise TypeError(f"job function must be callable, got {fn!r}")
         if submitter is None:
