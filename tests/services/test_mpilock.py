@@ -134,7 +134,7 @@ def test_mock_fence_skips_the_block_on_other_ranks():
 
 def test_mock_fence_lets_other_errors_through():
     with pytest.raises(KeyError):
-        with MockController().single_write() as fence:
+        with MockController().single_write():
             raise KeyError("x")
 
 

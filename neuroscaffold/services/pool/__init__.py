@@ -1,8 +1,8 @@
 """The job pool service: jobs with dependencies, run on every MPI rank.
 
 Public names only; the machinery lives in the private modules: ``_status`` (states and
-transitions), ``_job`` (jobs, dependency groups, workflows), ``_pool`` (bookkeeping and
-the public :class:`JobPool`), ``_dispatch`` (main rank), ``_worker`` (other ranks),
+transitions), ``_job`` (jobs, dependency groups, workflows), ``_pool`` (the public
+:class:`JobPool`), ``_ledger`` (its bookkeeping), ``_dispatch`` (main rank), ``_worker`` (other ranks),
 ``_protocol``/``_wire`` (messages), ``_cache`` (``pool_cache``), ``_events`` (listeners).
 """
 
