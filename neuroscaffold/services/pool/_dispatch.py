@@ -220,8 +220,14 @@ class _Dispatcher:
         ready = self.pool._ready
         local = self.local
         # A few cheap jobs are done here sooner than a round trip to a sleeping rank.
-        if local is not None and mean is not None and len(ready) * mean < _INLINE_ALL_SECONDS:
-            return self.run_inline(len(ready))
+        if (
+            local is not None
+            and mean is not None
+            and len(ready) * mean < _INLINE_ALL_SECONDS
+            and self.fn_cost.get(ready[0]._fn, _INLINE_SECONDS) < _INLINE_SECONDS
+            and self.run_inline(len(ready))
+        ):
+            return True
         # Feed each rank up to ``ahead``, but no more than its fair share of what is
         # ready now, so a small burst is spread over every rank, the main one included.
         share = -(-len(ready) // (len(self.ranks) + (local is not None)))
@@ -269,8 +275,8 @@ class _Dispatcher:
             if job.status is not _QUEUED:
                 continue
             fn = job._fn
-            if fn_cost.get(fn, _INLINE_SECONDS) >= _INLINE_SECONDS and ran:
-                ready.appendleft(job)  # not known to be cheap: leave it to the thread
+            if fn_cost.get(fn, _INLINE_SECONDS) >= _INLINE_SECONDS:
+                ready.appendleft(job)  # not known to be cheap: leave it to the others
                 break
             t0 = time.time()
             pool._start(job, 0, t0)
