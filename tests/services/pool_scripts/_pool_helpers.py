@@ -286,3 +286,13 @@ class ContextListener:
 
     def __call__(self, progress):
         self.log.append(progress.status.name if progress.reason is POOL else progress.reason.name)
+
+
+def run_sections(sections) -> None:
+    """Run each section (a function of the network) on every rank, in step."""
+    net = TestNetwork()
+    for run in sections:
+        with section(run.__name__):
+            run(net)
+        MPI.barrier()
+    check("done", True)

@@ -20,13 +20,12 @@ from _pool_helpers import (
     STATE,
     SUCCESS,
     ContextListener,
-    TestNetwork,
     check,
     equal,
+    run_sections,
     identity,
     nap,
     same_on_every_rank,
-    section,
 )
 
 from neuroscaffold import JobPoolError, ListenerError, WorkflowError
@@ -161,14 +160,5 @@ SECTIONS = [
 ]
 
 
-def main():
-    net = TestNetwork()
-    for run in SECTIONS:
-        with section(run.__name__):
-            run(net)
-        MPI.barrier()
-    check("done", True)
-
-
 if __name__ == "__main__":
-    main()
+    run_sections(SECTIONS)

@@ -32,11 +32,11 @@ from _pool_helpers import (
     ContextListener,
     Node,
     Recorder,
-    TestNetwork,
     boom,
     cached_nodes,
     check,
     equal,
+    run_sections,
     identity,
     make_generator,
     make_lock,
@@ -591,14 +591,5 @@ SECTIONS = [
 ]
 
 
-def main():
-    net = TestNetwork()
-    for run in SECTIONS:
-        with section(run.__name__):
-            run(net)
-        MPI.barrier()
-    check("done", True)
-
-
 if __name__ == "__main__":
-    main()
+    run_sections(SECTIONS)
