@@ -45,7 +45,6 @@ from _pool_helpers import (
     rank_of,
     same_on_every_rank,
     say,
-    section,
     takes_anything,
     weird,
 )
