@@ -112,6 +112,8 @@ CHECKS_MAIN = [
     "worker errors: unpicklable exception arrives with its text",
     "worker errors: unpicklable results fail their job",
     "worker errors: the others are fine",
+    "same rules: unpicklable results fail wherever they ran",
+    "same rules: unpicklable arguments fail before running",
     "schedule: summary",
     "schedule: errors are JobSchedulingErrors",
     "schedule: other nodes ran",

@@ -643,17 +643,40 @@ def test_a_failing_job_keeps_its_error_and_names_the_job(network):
 
     with network.create_job_pool(quiet=True) as pool:
         job = pool.queue(odd, name="odd")
-        lock = pool.queue(lambda net, lock: threading.Lock(), (threading.Lock(),), name="lock")
         with pytest.raises(WorkflowError) as info:
             pool.execute()
     assert workflow_message(info) == (
-        "1 of 2 jobs failed:\n  job 'odd' failed on rank 0: Odd: odd 1 2"
+        "1 of 1 jobs failed:\n  job 'odd' failed on rank 0: Odd: odd 1 2"
     )
     assert info.value.exceptions == (job.error,)
     assert type(job.error) is Odd and job.rank == 0
     assert job.error.__notes__ == ["raised by job 'odd' on rank 0"]
-    # In one process nothing is pickled: a lock as argument or result is fine.
-    assert lock.status is SUCCESS and type(lock.result) is type(threading.Lock())
+
+
+def test_jobs_are_held_to_what_travelling_needs_even_serially(network):
+    """A job fails in one process exactly as it would on another rank: with a function,
+    arguments or a result that cannot be pickled. What works on a laptop works on the
+    cluster."""
+    with network.create_job_pool(quiet=True) as pool:
+        arg = pool.queue(lambda net, lock: None, (threading.Lock(),), name="arg")
+        result = pool.queue(lambda net: threading.Lock(), name="result")
+        lock = threading.Lock()
+        closure = pool.queue(lambda net: lock.locked(), name="closure")
+        fine = pool.queue(lambda net, data: sum(data), ([1, 2, 3],), name="fine")
+        refers_to_pool = pool.queue(lambda net: pool.statistics().total, name="pool")
+        with pytest.raises(WorkflowError) as info:
+            pool.execute()
+    lock_text = "TypeError: cannot pickle '_thread.lock' object"
+    assert workflow_message(info) == (
+        "3 of 5 jobs failed:\n"
+        f"  job 'arg' failed: JobPoolError: job 'arg' cannot be sent to another rank: {lock_text}\n"
+        "  job 'result' failed on rank 0: JobPoolError: "
+        f"the job's result cannot be sent to another rank: {lock_text}\n"
+        f"  job 'closure' failed: JobPoolError: job 'closure' cannot be sent to another rank: {lock_text}"
+    )
+    assert arg.rank is None and arg.started_at is None  # it never ran
+    assert fine.result == 6
+    assert refers_to_pool.result == 5  # a pool travels by reference, like the network
 
 
 # --- schedule() -----------------------------------------------------------------------

@@ -68,6 +68,13 @@ def activate(store: _CacheStore | None) -> None:
     _active_store = store
 
 
+def current_store() -> _CacheStore | None:
+    """This rank's active store. A function, not the global itself, in the wrapper:
+    cloudpickle then pickles the wrapper of a class defined in a script by value
+    without dragging the store (and its lock) along."""
+    return _active_store
+
+
 def pool_cache(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Cache a method's value on each rank for as long as the pool's jobs need it.
 
@@ -80,7 +87,7 @@ def pool_cache(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
     @functools.wraps(method)
     def cached(self):
-        store = _active_store
+        store = current_store()
         if store is None:
             return method(self)
         key = node_key(self)

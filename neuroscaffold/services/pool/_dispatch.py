@@ -15,7 +15,17 @@ from queue import SimpleQueue
 
 from ..._backoff import Backoff
 from ...exceptions import JobPoolError
-from ._protocol import TAG_TO_MAIN, TAG_TO_WORKER, Kind, dumps, loads, unpack_error
+from ._protocol import (
+    TAG_TO_MAIN,
+    TAG_TO_WORKER,
+    Kind,
+    dumps,
+    loads,
+    pickling_error,
+    result_error,
+    unpack_error,
+    unsent_error,
+)
 from ._status import JobStatus, PoolProgressReason
 from ._wire import Inbox, Outbox, decode, encode, plain, split
 
@@ -29,6 +39,7 @@ _MIN_AHEAD = 2
 _FLUSH_EVERY = 0.02
 _INLINE_SECONDS = 0.001  # jobs known to be cheaper than this run in the dispatcher itself
 _INLINE_ALL_SECONDS = 0.0002  # when all ready work is below this, skip the round trips
+_DISPATCH_WAIT_MAX = 0.005  # the longest nap of a dispatcher idle for long (~100 ms)
 
 
 def duplicate(comm):
@@ -41,6 +52,41 @@ def duplicate(comm):
     return new
 
 
+# --- running a job here, as another rank would ------------------------------------------
+
+
+def cannot_travel(job, network, checked: dict):
+    """The error of a job whose function or arguments would not reach another rank.
+
+    A job must fail the same way whichever rank runs it, so jobs run in this process
+    are held to it too. Functions are checked once (``checked`` remembers them).
+    """
+    fn = job._fn
+    try:
+        cause = checked[fn]
+    except KeyError:
+        cause = checked[fn] = pickling_error(fn, network)
+    except TypeError:  # an unhashable callable: check it every time
+        cause = pickling_error(fn, network)
+    if cause is None and job._args:
+        cause = pickling_error(job._args, network)
+    if cause is None and job._kwargs:
+        cause = pickling_error(job._kwargs, network)
+    return None if cause is None else unsent_error(job, cause)
+
+
+def call(job, network) -> tuple[bool, object]:
+    """Run ``job``; a result that could not travel back fails it, as on another rank."""
+    try:
+        value = job._fn(network, *job._args, **(job._kwargs or _EMPTY))
+    except Exception as exc:
+        return False, exc
+    cause = pickling_error(value, network)
+    if cause is not None:
+        return False, result_error(cause)
+    return True, value
+
+
 # --- serial ----------------------------------------------------------------------------
 
 
@@ -50,6 +96,7 @@ def serial_execute(pool) -> None:
     ready = pool._ready
     listeners = pool._listeners
     wake = pool._wake
+    checked: dict = {}
     pool._drain_incoming()
     while True:
         if pool._incoming:
@@ -58,14 +105,13 @@ def serial_execute(pool) -> None:
             job = ready.popleft()
             if job.status is not _QUEUED:
                 continue
+            error = cannot_travel(job, network, checked)
+            if error is not None:
+                pool._fail_job_unsent(job, error)
+                continue
             t0 = time.time()
             pool._start(job, 0, t0)
-            try:
-                value = job._fn(network, *job._args, **(job._kwargs or _EMPTY))
-                ok = True
-            except Exception as exc:
-                value = exc
-                ok = False
+            ok, value = call(job, network)
             pool._finish(job, ok, value, 0, t0, time.time())
             if listeners.waits:
                 _ping(pool)
@@ -105,7 +151,10 @@ class _LocalExecutor:
         self.in_flight = 0
         self.draining = False
         self.batches: SimpleQueue = SimpleQueue()
-        self.done: deque = deque()  # (0, job, ok, value, t0, t1) | (1, job, t0) | (2, job)
+        # (0, job, ok, value, t0, t1) ended | (1, job, t0) started | (2, job) dropped
+        # | (3, job, error) cannot travel
+        self.done: deque = deque()
+        self.checked: dict = {}  # job functions known to travel (or why not)
         self.wake = threading.Event()  # set when ``done`` gets results
         self._network = pool.network
         self._thread = threading.Thread(target=self._run, name="neuroscaffold-local-jobs", daemon=True)
@@ -124,17 +173,19 @@ class _LocalExecutor:
                 if self.draining:
                     done.append((2, job))
                     continue
+                error = cannot_travel(job, network, self.checked)
+                if error is not None:
+                    done.append((3, job, error))
+                    continue
                 t0 = time.time()
                 if first or t0 - last_start > _FLUSH_EVERY:
                     done.append((1, job, t0))
                     last_start = t0
                     first = False
                 try:
-                    value = job._fn(network, *job._args, **(job._kwargs or _EMPTY))
-                    ok = True
+                    ok, value = call(job, network)
                 except BaseException as exc:  # noqa: B902 - a job's SystemExit is its failure
-                    value = exc
-                    ok = False
+                    ok, value = False, exc
                 done.append((0, job, ok, value, t0, time.time()))
             self.wake.set()
 
@@ -175,7 +226,7 @@ class _Dispatcher:
     def run(self) -> None:
         pool = self.pool
         listeners = pool._listeners
-        backoff = Backoff()
+        backoff = Backoff(tmax=_DISPATCH_WAIT_MAX)
         pool._drain_incoming()
         while True:
             busy = pool._drain_incoming()
@@ -278,14 +329,13 @@ class _Dispatcher:
             if fn_cost.get(fn, _INLINE_SECONDS) >= _INLINE_SECONDS:
                 ready.appendleft(job)  # not known to be cheap: leave it to the others
                 break
+            error = cannot_travel(job, network, self.local.checked)
+            if error is not None:
+                pool._fail_job_unsent(job, error)
+                continue
             t0 = time.time()
             pool._start(job, 0, t0)
-            try:
-                value = fn(network, *job._args, **(job._kwargs or _EMPTY))
-                ok = True
-            except Exception as exc:
-                value = exc
-                ok = False
+            ok, value = call(job, network)
             t1 = time.time()
             pool._finish(job, ok, value, 0, t0, t1)
             ran += 1
@@ -334,12 +384,7 @@ class _Dispatcher:
             try:
                 dumps((fns.get(fn_id), task), self.network)
             except Exception as exc:
-                error = JobPoolError(
-                    f"job {job.name!r} could not be sent to rank {target.rank}: "
-                    f"{type(exc).__name__}: {exc}"
-                )
-                error.__cause__ = exc
-                self.pool._fail_job_unsent(job, error)
+                self.pool._fail_job_unsent(job, unsent_error(job, exc))
                 continue
             keep_jobs.append(job)
             keep_tasks.append(task)
@@ -445,9 +490,12 @@ class _Dispatcher:
                 pool._finish(job, ok, value, 0, t0, t1)
             elif kind == 1:
                 pool._start(item[1], 0, item[2])
-            else:
+            elif kind == 2:
                 self.local.in_flight -= 1
                 self._cancel_dropped(item[1])
+            else:
+                self.local.in_flight -= 1
+                pool._fail_job_unsent(item[1], item[2])
         if count:
             self._learn(last_t1 - first_t0, count, fn)
         return True

@@ -57,6 +57,18 @@ def _restore_gc_threshold() -> None:
             _gc_state["saved"] = None
 
 
+_open_pool: "weakref.ref | None" = None  # the pool entered on this rank
+
+
+def this_ranks_pool() -> "JobPool":
+    """The pool open on this rank: what a job's reference to its pool becomes when the
+    job travels to another rank (see :meth:`JobPool.__reduce__`)."""
+    pool = _open_pool() if _open_pool is not None else None
+    if pool is None:
+        raise JobPoolError("a job refers to a job pool, but no pool is open on this rank")
+    return pool
+
+
 def create_job_pool(
     network: Any,
     fail_fast: bool = False,
@@ -398,6 +410,8 @@ class JobPool(_Ledger):
         if self._entered:
             raise JobPoolError("a pool can be entered only once")
         self._entered = True
+        global _open_pool
+        _open_pool = self._ref
         _raise_gc_threshold()
         self._gc_raised = True
         _cache.activate(self._cache)
@@ -440,6 +454,9 @@ class JobPool(_Ledger):
         if self._closed:
             return
         self._closed = True
+        global _open_pool
+        if _open_pool is self._ref:
+            _open_pool = None
         if self._gc_raised:
             self._gc_raised = False
             _restore_gc_threshold()
@@ -452,6 +469,11 @@ class JobPool(_Ledger):
             except Exception:
                 pass
         self._comm = None
+
+    def __reduce__(self):
+        # A job that refers to its pool (a closure over it) gets, on the rank that runs
+        # it, that rank's own pool: pools, like networks, exist on every rank.
+        return (this_ranks_pool, ())
 
     def __repr__(self) -> str:
         return f"<JobPool rank {self.rank}/{self.size} {self._status.value}, {len(self._jobs)} jobs>"

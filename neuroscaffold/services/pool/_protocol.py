@@ -35,7 +35,7 @@ from typing import Any
 
 import cloudpickle
 
-from ...exceptions import RemoteJobError
+from ...exceptions import JobPoolError, RemoteJobError
 
 TAG_TO_WORKER = 7301
 TAG_TO_MAIN = 7302
@@ -96,6 +96,61 @@ def dumps(obj: Any, network: Any) -> bytes:
 
 def loads(data, network: Any) -> Any:
     return _Unpickler(io.BytesIO(data), network).load()
+
+
+# --- what may travel ------------------------------------------------------------------
+# Jobs must behave the same whatever rank runs them, so jobs run on the main rank (or
+# serially) are held to what travelling needs: a function, arguments and a result that
+# pickle. Plain values are recognised without pickling them.
+
+_SCALARS = frozenset({int, float, bool, str, bytes, type(None), complex, range})
+
+
+def _plainly_travels(obj, depth: int = 0) -> bool:
+    cls = type(obj)
+    if cls in _SCALARS:
+        return True
+    if (cls is tuple or cls is list) and depth < 2 and len(obj) <= 32:
+        for item in obj:  # a loop, not all(...): this runs for every job
+            if type(item) not in _SCALARS and not _plainly_travels(item, depth + 1):
+                return False
+        return True
+    if cls is dict and depth < 2 and len(obj) <= 32:
+        return all(
+            type(key) in _SCALARS and _plainly_travels(value, depth + 1)
+            for key, value in obj.items()
+        )
+    dtype = getattr(obj, "dtype", None)
+    return cls.__module__ == "numpy" and dtype is not None and not dtype.hasobject
+
+
+def pickling_error(obj: Any, network: Any) -> Exception | None:
+    """Why ``obj`` cannot travel to another rank, or None when it can."""
+    if _plainly_travels(obj):
+        return None
+    try:
+        dumps(obj, network)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def unsent_error(job: Any, cause: Exception) -> JobPoolError:
+    """The error of a job whose function or arguments cannot travel to a rank."""
+    error = JobPoolError(
+        f"job {job.name!r} cannot be sent to another rank: {type(cause).__name__}: {cause}"
+    )
+    error.__cause__ = cause
+    return error
+
+
+def result_error(cause: Exception) -> JobPoolError:
+    """The error of a job whose result cannot travel back to the main rank."""
+    error = JobPoolError(
+        f"the job's result cannot be sent to another rank: {type(cause).__name__}: {cause}"
+    )
+    error.__cause__ = cause
+    return error
 
 
 # --- remote errors -------------------------------------------------------------------

@@ -6,8 +6,7 @@ import time
 from collections import deque
 
 from ..._backoff import Backoff
-from ...exceptions import JobPoolError
-from ._protocol import TAG_TO_MAIN, TAG_TO_WORKER, Kind, dumps, loads, pack_error
+from ._protocol import TAG_TO_MAIN, TAG_TO_WORKER, Kind, dumps, loads, pack_error, result_error
 from ._wire import Inbox, Outbox, decode, encode, join, plain
 
 _FLUSH_EVERY = 0.02  # seconds: results (and starts) reach the main rank at least this often
@@ -114,10 +113,7 @@ def _dump_values(values: list, meta: list, network, rank: int, size: int) -> byt
         try:
             dumps(value, network)
         except Exception as exc:
-            error = JobPoolError(
-                f"the job's result could not be sent to the main rank: {type(exc).__name__}: {exc}"
-            )
-            values[index] = pack_error(error, rank, size, network)
+            values[index] = pack_error(result_error(exc), rank, size, network)
             job_id, _, t0, t1 = meta[index]
             meta[index] = (job_id, False, t0, t1)
     return dumps(values, network)
