@@ -675,6 +675,7 @@ def test_jobs_are_held_to_what_travelling_needs_even_serially(network):
         f"  job 'closure' failed: JobPoolError: job 'closure' cannot be sent to another rank: {lock_text}"
     )
     assert arg.rank is None and arg.started_at is None  # it never ran
+    assert closure.rank is None and result.rank == 0  # the result failed after running
     assert fine.result == 6
     assert refers_to_pool.result == 5  # a pool travels by reference, like the network
 
