@@ -75,6 +75,21 @@ def cannot_travel(job, network, checked: dict):
     return None if cause is None else unsent_error(job, cause)
 
 
+def run_in_this_thread(pool, job, network, checked: dict) -> float | None:
+    """Run a QUEUED ``job`` here with its events; returns its run time (None if it
+    could not travel, and so failed without running)."""
+    error = cannot_travel(job, network, checked)
+    if error is not None:
+        pool._fail_job_unsent(job, error)
+        return None
+    t0 = time.time()
+    pool._start(job, 0, t0)
+    ok, value = call(job, network)
+    t1 = time.time()
+    pool._finish(job, ok, value, 0, t0, t1)
+    return t1 - t0
+
+
 def call(job, network) -> tuple[bool, object]:
     """Run ``job``; a result that could not travel back fails it, as on another rank."""
     try:
@@ -105,14 +120,7 @@ def serial_execute(pool) -> None:
             job = ready.popleft()
             if job.status is not _QUEUED:
                 continue
-            error = cannot_travel(job, network, checked)
-            if error is not None:
-                pool._fail_job_unsent(job, error)
-                continue
-            t0 = time.time()
-            pool._start(job, 0, t0)
-            ok, value = call(job, network)
-            pool._finish(job, ok, value, 0, t0, time.time())
+            run_in_this_thread(pool, job, network, checked)
             if listeners.waits:
                 _ping(pool)
             continue
@@ -329,18 +337,12 @@ class _Dispatcher:
             if fn_cost.get(fn, _INLINE_SECONDS) >= _INLINE_SECONDS:
                 ready.appendleft(job)  # not known to be cheap: leave it to the others
                 break
-            error = cannot_travel(job, network, self.local.checked)
-            if error is not None:
-                pool._fail_job_unsent(job, error)
+            seconds = run_in_this_thread(pool, job, network, self.local.checked)
+            if seconds is None:
                 continue
-            t0 = time.time()
-            pool._start(job, 0, t0)
-            ok, value = call(job, network)
-            t1 = time.time()
-            pool._finish(job, ok, value, 0, t0, t1)
             ran += 1
-            if t1 - t0 > _INLINE_SECONDS:
-                fn_cost[fn] = t1 - t0
+            if seconds > _INLINE_SECONDS:
+                fn_cost[fn] = seconds
                 break
             if time.perf_counter() - start > _BATCH_SECONDS:
                 break
