@@ -13,6 +13,7 @@ __all__ = [
     "UnknownServiceError",
     "ConfigurationError",
     "StorageError",
+    "CompileInterrupted",
     "JobPoolError",
     "JobCancelledError",
     "JobSchedulingError",
@@ -95,3 +96,8 @@ class WorkflowError(NeuroscaffoldError, ExceptionGroup):
 
     def derive(self, excs):
         return WorkflowError(self.message, excs)
+
+
+class CompileInterrupted(KeyboardInterrupt):
+    """A compile was interrupted (Ctrl-C, SIGTERM): what was committed is kept, and
+    ``compile --resume`` finishes it. The message says how far it got."""

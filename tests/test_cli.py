@@ -45,7 +45,7 @@ def test_compile_then_show(capsys, config_file, tmp_path):
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0].startswith(f"network 'two_layers' in {out_file} (")
-    assert "8 chunks of 100 x 100 x 100 µm, 1 run(s), seed 3" in lines[1]
+    assert "8 chunks of 100 x 100 x 100 µm, seed 3" in lines[1]
     assert re.search(r"^  a +400 cells$", out, re.M)
     assert re.search(r"^  c_to_b +2,880 connections  \(c -> b\)$", out, re.M)
     assert lines[-1].startswith("total: 522 cells, ")
@@ -57,10 +57,12 @@ def test_recompiling_needs_a_choice(capsys, config_file, tmp_path):
     code, out, err = run(capsys, "compile", config_file, "-o", out_file, "-q")
     assert (code, out) == (1, "")
     assert err == (f"neuroscaffold: error: {out_file}: already holds a compiled network; "
-                   "choose to clear or append (--clear or --append)\n")
+                   "choose to rebuild it (--clear) or to add the strategies it does not have "
+                   "(--append)\n")
     assert run(capsys, "compile", config_file, "-o", out_file, "-q", "--clear")[0] == 0
-    assert run(capsys, "compile", config_file, "-o", out_file, "-q", "--append")[0] == 0
-    assert "2 run(s)" in run(capsys, "show", out_file)[1]
+    code, out, err = run(capsys, "compile", config_file, "-o", out_file, "-q", "--append")
+    assert (code, err) == (1, f"neuroscaffold: error: {out_file}: nothing to append: the network "
+                              "already has every strategy of the configuration\n")
     with pytest.raises(SystemExit) as info:
         main(["compile", str(config_file), "--clear", "--append"])
     assert info.value.code == 2

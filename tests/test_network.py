@@ -53,35 +53,83 @@ def test_from_storage_reopens_the_network_with_its_configuration(tmp_path):
         from_storage(tmp_path / "nope.hdf5")
 
 
-def test_recompiling_needs_clear_or_append(tmp_path):
+def test_recompiling_needs_clear_append_or_resume(tmp_path):
     path = tmp_path / "net.hdf5"
     network = compiled(path)
     before = canonical_contents(path)
     with pytest.raises(StorageError, match=rf"^{re.escape(str(path))}: already holds a compiled "
-                                           r"network; choose to clear or append "
-                                           r"\(--clear or --append\)$"):
+                                           r"network; choose to rebuild it \(--clear\) or to add "
+                                           r"the strategies it does not have \(--append\)$"):
         network.compile(quiet=True)
     assert canonical_contents(path) == before  # untouched
-    with pytest.raises(ValueError, match=r"^choose clear or append, not both$"):
+    with pytest.raises(ValueError, match=r"^choose one of clear, append and resume, not clear "
+                                         r"and append$"):
         network.compile(clear=True, append=True)
     network.compile(clear=True, quiet=True)
     assert canonical_contents(path) == before
-    network.compile(append=True, quiet=True)
-    a = network.get_placement_set("a").load_positions()
-    assert len(a) == 800
-    assert np.array_equal(a[:400], a[400:])  # same configuration, same seed: run 1 = run 0
-    assert network.storage.summary()["runs"] == 2
+    with pytest.raises(StorageError, match=r"^.*: nothing to append: the network already has "
+                                           r"every strategy of the configuration$"):
+        network.compile(append=True, quiet=True)
+    with pytest.raises(StorageError, match=r"^.*: nothing to resume: the network is complete$"):
+        network.compile(resume=True, quiet=True)
+    assert canonical_contents(path) == before
 
 
-def test_a_file_that_is_not_a_network_is_only_replaced_on_request(tmp_path):
+def test_append_adds_new_strategies_and_keeps_everything_stored(tmp_path):
+    path = tmp_path / "net.hdf5"
+    compiled(path)
+    before = {name: np.asarray(from_storage(path).get_connectivity_set(name))
+              for name in ("a_to_b", "a_to_a", "c_to_b")}
+    cells = np.asarray(from_storage(path).get_placement_set("a"))
+    data = two_layers()
+    data["connectivity"]["b_to_a"] = {"strategy": "distance", "presynaptic": "b",
+                                      "postsynaptic": "a", "radius": 50}
+    Network(Configuration(data), path).compile(append=True, quiet=True)
+    reopened = from_storage(path)
+    assert "b_to_a" in reopened.configuration.connectivity
+    assert np.array_equal(np.asarray(reopened.get_placement_set("a")), cells)
+    for name, pairs in before.items():
+        assert np.array_equal(np.asarray(reopened.get_connectivity_set(name)), pairs)
+    added = np.asarray(reopened.get_connectivity_set("b_to_a"))
+    # the same set compiled from scratch in one go is the same
+    fresh = tmp_path / "fresh.hdf5"
+    Network(Configuration(data), fresh).compile(quiet=True)
+    assert np.array_equal(np.asarray(from_storage(fresh).get_connectivity_set("b_to_a")), added)
+    assert len(added) > 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(seed=4), r"the configuration's 'seed' differs from the stored "
+                                 r"network's; use --clear to rebuild"),
+    (lambda d: d["connectivity"]["a_to_b"].update(radius=71),
+     r"connectivity\.a_to_b differs from the stored network's; use --clear to rebuild"),
+    (lambda d: d["placement"].update(more_a={"strategy": "random", "cell_types": ["a"],
+                                             "partitions": ["top"]}),
+     r"placement\.more_a: cell type 'a' is placed already \(more cells would change the "
+     r"indices that stored connections use\); use --clear"),
+    (lambda d: d["connectivity"].pop("c_to_b"),
+     r"the stored connectivity strategy 'c_to_b' is missing from the configuration"),
+])
+def test_append_refuses_what_cannot_be_correct(tmp_path, change, message):
+    path = tmp_path / "net.hdf5"
+    compiled(path)
+    before = canonical_contents(path)
+    data = two_layers()
+    change(data)
+    with pytest.raises(StorageError, match=rf"^{re.escape(str(path))}: cannot append.*{message}$"):
+        Network(Configuration(data), path).compile(append=True, quiet=True)
+    assert canonical_contents(path) == before
+
+
+def test_a_file_that_is_not_a_network_is_never_overwritten(tmp_path):
     path = tmp_path / "other.hdf5"
     path.write_text("not hdf5")
     network = Network(Configuration(two_layers()), path)
-    with pytest.raises(StorageError, match=r"^.*other\.hdf5: exists and is not a neuroscaffold "
-                                           r"network file; clear it to replace it \(--clear\)$"):
-        network.compile(quiet=True)
-    network.compile(clear=True, quiet=True)
-    assert len(network.get_placement_set("b")) == 90
+    for clear in (False, True):
+        with pytest.raises(StorageError, match=r"^.*other\.hdf5: not an HDF5 file; refusing to "
+                                               r"overwrite it: choose another output path$"):
+            network.compile(quiet=True, clear=clear)
+    assert path.read_text() == "not hdf5"
 
 
 def test_a_network_without_storage_gets_a_temporary_file():
@@ -89,6 +137,7 @@ def test_a_network_without_storage_gets_a_temporary_file():
     network.compile(quiet=True)
     assert network.storage.path.exists()
     assert network.storage.summary()["cells"] == {}
+    assert network.storage.header().complete
 
 
 IDENTICAL = """

@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from ..exceptions import NeuroscaffoldError
+from ..exceptions import CompileInterrupted, NeuroscaffoldError
 
 __all__ = ["build_parser", "main"]
 
@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "report_errors", lambda: True)():
             print(f"neuroscaffold: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("neuroscaffold: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        if getattr(args, "report_errors", lambda: True)():
+            line = str(interrupt) if isinstance(interrupt, CompileInterrupted) else "interrupted"
+            print(f"neuroscaffold: {line}", file=sys.stderr)
         return 130

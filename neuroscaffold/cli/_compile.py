@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 __all__ = ["register"]
 
@@ -14,7 +18,26 @@ def register(subparsers) -> None:
         "compile",
         help="compile a network configuration into an HDF5 file",
         description="Place the cells and connect them as CONFIG says, into an HDF5 "
-        "file. Run it under `mpiexec -n K` to spread the jobs over K ranks.",
+        "file. Run it under `mpiexec -n K` to spread the jobs over K ranks. Until it "
+        "ends, OUT says it is unfinished; an interrupted compile (Ctrl-C, SIGTERM, a "
+        "killed rank, a full disk) keeps every committed job and finishes with --resume, "
+        "on any number of ranks.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="What OUT may already hold:\n"
+        "  nothing         a new network is compiled.\n"
+        "  a network       refused, unless you choose:\n"
+        "    --clear       rebuild it from CONFIG; the old network stays until the new\n"
+        "                  one is complete, then the new one replaces it.\n"
+        "    --append      add to it the strategies of CONFIG that it does not have yet\n"
+        "                  (say, a new connection set), keeping every stored cell and\n"
+        "                  connection: use it when you extend a model and do not want\n"
+        "                  to place and connect everything again. CONFIG must agree with\n"
+        "                  the stored network on everything already compiled, and may\n"
+        "                  not place more cells of a type that already has cells.\n"
+        "  an unfinished network (interrupted):\n"
+        "    --resume      run only the jobs that were not committed (same CONFIG),\n"
+        "    --clear       or start over.\n"
+        "Any other file is never overwritten.",
     )
     parser.add_argument("config", metavar="CONFIG", help="configuration file (YAML or JSON)")
     parser.add_argument("-o", "--output", metavar="OUT", type=Path,
@@ -23,7 +46,9 @@ def register(subparsers) -> None:
     existing.add_argument("--clear", action="store_true",
                           help="replace what OUT already holds")
     existing.add_argument("--append", action="store_true",
-                          help="add a new run to what OUT already holds")
+                          help="add the strategies of CONFIG that OUT does not have yet")
+    existing.add_argument("--resume", action="store_true",
+                          help="finish an interrupted compile of OUT (same CONFIG)")
     parser.add_argument("--trace", metavar="PATH", type=Path,
                         help="write a Chrome trace of the jobs to PATH")
     parser.add_argument("-q", "--quiet", action="store_true", help="show no progress")
@@ -38,11 +63,14 @@ def _is_main() -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import Configuration
+    from ..exceptions import StorageError
     from ..network import Network
     from ..services import MPI
 
-    configuration = Configuration.from_file(args.config)
     output = args.output or Path(Path(args.config).stem + ".hdf5")
+    if Path(args.config).exists() and output.exists() and output.samefile(args.config):
+        raise StorageError(f"{output}: is the configuration file; choose another output path")
+    configuration = Configuration.from_file(args.config)
     network = Network(configuration, output)
     listeners = []
     if args.trace is not None:
@@ -51,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
         recorder = TraceRecorder()
         listeners.append(recorder)
     start = time.perf_counter()
-    network.compile(clear=args.clear, append=args.append, quiet=args.quiet, listeners=listeners)
+    with _sigterm_interrupts():
+        network.compile(clear=args.clear, append=args.append, resume=args.resume,
+                        quiet=args.quiet, listeners=listeners)
     elapsed = time.perf_counter() - start
     if MPI.get_rank() == 0:
         if args.trace is not None:
@@ -63,3 +93,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"compiled '{configuration.name}' into {output} in {elapsed:.2f} s on "
               f"{ranks} rank{'s' if ranks > 1 else ''}: {cells:,} cells, {pairs:,} connections")
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a batch system ending the job, ``kill``) interrupts the compile like
+    Ctrl-C: committed work is kept and the run ends cleanly on every rank."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -23,8 +23,33 @@ def run(args: argparse.Namespace) -> int:
 
     storage = HDF5Storage(args.file)
     configuration = storage.read_configuration()
+    if not storage.header().complete:
+        print(format_progress(args.file, configuration, storage.progress()))
+        return 0
     print(format_summary(args.file, configuration, storage.summary()))
+    if storage.parts.exists():
+        print(f"note: a recompile of this path is unfinished: "
+              f"{storage.progress().describe()}")
     return 0
+
+
+def _display(node_name: str) -> str:
+    return node_name.removeprefix("{root}.")
+
+
+def format_progress(path: str, configuration: dict, progress) -> str:
+    """The text of ``neuroscaffold show`` for an unfinished network: which strategies
+    are complete and how many jobs each still misses."""
+    name = configuration.get("name", "network")
+    lines = [f"network '{name}' in {path}: UNFINISHED, {progress.describe()}"]
+    if progress.planned:
+        width = max(len(_display(n)) for n in progress.planned)
+        lines.append("strategies:")
+        for node, planned in progress.planned.items():
+            done = min(progress.done.get(node, 0), planned)
+            state = "complete" if done == planned else f"{planned - done:,} jobs missing"
+            lines.append(f"  {_display(node):<{width}}  {done:>6,}/{planned:<6,} jobs  {state}")
+    return "\n".join(lines)
 
 
 def _size(size: int) -> str:
@@ -42,8 +67,7 @@ def format_summary(path: str, configuration: dict, summary: dict) -> str:
     lines = [
         f"network '{configuration.get('name', 'network')}' in {path} ({_size(summary['size'])})",
         f"  size {geometry.get('x', 0):g} x {geometry.get('y', 0):g} x {geometry.get('z', 0):g} µm,"
-        f" {summary['chunks']} chunks of {chunk} µm, {summary['runs']} run(s),"
-        f" seed {configuration.get('seed', 0)}",
+        f" {summary['chunks']} chunks of {chunk} µm, seed {configuration.get('seed', 0)}",
         "cell types:",
     ]
     width = max([len(name) for name in summary["cells"]] + [len(name) for name in summary["connections"]] + [4])

@@ -7,7 +7,7 @@ from scipy.spatial import cKDTree
 
 from .. import config
 from ..config import types
-from ..placement._chunks import Chunk, chunks_in_box
+from ..chunks import Chunk, chunk_indices_in_box
 from ._cells import CellSelection
 from ._strategy import ConnectionStrategy
 
@@ -35,10 +35,9 @@ class DistanceConnectivity(ConnectionStrategy):
     radius = config.attr(type=types.positive, required=True)
     probability = config.attr(type=types.number(min=0, max=1), default=1.0)
 
-    def presynaptic_chunks(self, chunk: Chunk) -> list[tuple[int, int, int]]:
+    def presynaptic_chunks(self, chunk: Chunk) -> np.ndarray:
         grid = self.scaffold_chunk_size()
-        near = chunks_in_box(chunk.ldc - self.radius, chunk.mdc + self.radius, grid)
-        return [c.index for c in near]
+        return chunk_indices_in_box(chunk.ldc - self.radius, chunk.mdc + self.radius, grid)
 
     def connect(self, pre: CellSelection, post: CellSelection) -> np.ndarray:
         close = cKDTree(post.positions).sparse_distance_matrix(

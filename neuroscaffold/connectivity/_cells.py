@@ -25,39 +25,21 @@ class CellSelection:
 
 
 class CellIndex:
-    """Every stored cell of one type, in placement-set order, selectable by chunk.
+    """Every stored cell of one type, selectable by chunk, read only when selected.
 
-    Loaded in one read (see :meth:`load`), so a connection strategy's jobs on a rank
-    share it instead of each reading the file; a cell's row is its global index.
+    Holds the type's block table (where each chunk's cells are stored, and the index of
+    its first cell in the placement set), not the cells: a job reads the cells of its
+    chunks, so no rank ever holds a whole population.
     """
 
-    def __init__(self, cell_type: Any, entries: list, positions: np.ndarray):
+    def __init__(self, cell_type: Any, table: Any):
         self.cell_type = cell_type
-        counts = np.array([entry.count for entry in entries], dtype=np.int64)
-        starts = np.concatenate([[0], np.cumsum(counts)])
-        self.positions = positions
-        self.chunks = np.repeat(np.array([e.chunk for e in entries], dtype=np.int64).reshape(-1, 3),
-                                counts, axis=0)
-        self._rows: dict[tuple, list[tuple[int, int]]] = {}
-        for entry, start, stop in zip(entries, starts[:-1], starts[1:]):
-            if stop > start:
-                self._rows.setdefault(tuple(entry.chunk), []).append((int(start), int(stop)))
-
-    @classmethod
-    def load(cls, storage: Any, cell_type: Any) -> "CellIndex":
-        """Read every cell of ``cell_type`` (holding the storage lock: for jobs)."""
-        entries, positions = storage.load_placement(cell_type.name, locked=True)
-        return cls(cell_type, entries, positions)
+        self.table = table
 
     def __len__(self) -> int:
-        return len(self.positions)
+        return len(self.table)
 
     def select(self, chunks: Iterable[tuple] | None = None) -> CellSelection:
         """The cells in the network chunks ``chunks`` (every cell when None)."""
-        if chunks is None:
-            rows = np.arange(len(self.positions), dtype=np.int64)
-        else:
-            ranges = sorted(r for chunk in set(map(tuple, chunks)) for r in self._rows.get(chunk, ()))
-            rows = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in ranges] or
-                                  [np.empty(0, dtype=np.int64)])
-        return CellSelection(self.cell_type, self.positions[rows], rows, self.chunks[rows])
+        positions, indices, chunk_of = self.table.read(self.table.select(chunks))
+        return CellSelection(self.cell_type, positions, indices, chunk_of)

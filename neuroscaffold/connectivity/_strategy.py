@@ -8,8 +8,8 @@ import numpy as np
 
 from .. import config
 from ..config._node import config_root
-from ..placement._chunks import Chunk
-from ..placement._chunked import ChunkedStrategy, dependency_jobs, job_regions
+from ..chunks import Chunk
+from ..placement._chunked import ChunkedStrategy, dependency_jobs, job_key, job_regions
 from ..services.pool import pool_cache
 from ._cells import CellIndex, CellSelection
 
@@ -47,7 +47,7 @@ class ConnectionStrategy(ChunkedStrategy):
         deps = dependency_jobs(self, pool) + [
             job for strategy in placing for job in pool.get_submissions_of(strategy)
         ]
-        for chunk in self.get_chunks(chunk_size):
+        for chunk in self.pending(self.get_chunks(chunk_size)):
             pool.queue(self.connect_chunk, args=(chunk,), deps=deps,
                        name=f"connect {self.name} {chunk}", phase="connectivity")
 
@@ -81,10 +81,11 @@ class ConnectionStrategy(ChunkedStrategy):
 
     @pool_cache
     def get_cells(self) -> dict[str, CellIndex]:
-        """The pre- and postsynaptic cells, read once per rank while this strategy's
-        jobs run (so its jobs only ever lock the file to write)."""
+        """Where the pre- and postsynaptic cells are (block tables, a few kB), read once
+        per rank while this strategy's jobs run; jobs read only the cells they need."""
         storage = self.scaffold.storage
-        return {ct.name: CellIndex.load(storage, ct) for ct in (self.presynaptic, self.postsynaptic)}
+        return {ct.name: CellIndex(ct, storage.cells(ct.name))
+                for ct in (self.presynaptic, self.postsynaptic)}
 
     def connect_chunk(self, network: Any, chunk: Chunk) -> None:
         """Job: connect the postsynaptic cells of ``chunk`` and store the pairs."""
@@ -92,19 +93,19 @@ class ConnectionStrategy(ChunkedStrategy):
         cells = self.get_cells()
         post_chunks = [c.index for c in chunk.subchunks(grid)]
         post = cells[self.postsynaptic.name].select(post_chunks)
-        pre = cells[self.presynaptic.name].select(self.presynaptic_chunks(chunk))
+        pre = cells[self.presynaptic.name].select(self.presynaptic_chunks(chunk)) \
+            if len(post) else cells[self.presynaptic.name].select([])
         with self._job(chunk):
             found = self.connect(pre, post) if len(pre) and len(post) else ()
         local = np.asarray(found, dtype=np.int64).reshape(-1, 2)
         pairs = np.column_stack([pre.indices[local[:, 0]], post.indices[local[:, 1]]])
-        post_chunk_of_pair = post.chunks[local[:, 1]]
+        slot_of_pair = _slots(post.chunks, post_chunks)[local[:, 1]]
         if self.presynaptic.name == self.postsynaptic.name and not self.autapses:
             keep = pairs[:, 0] != pairs[:, 1]
-            pairs, post_chunk_of_pair = pairs[keep], post_chunk_of_pair[keep]
-        data = _by_post_chunk(pairs, post_chunk_of_pair, post_chunks)
-        run, session = network.storage_session()
-        network.storage.write_connections(run, session, self.name, self.presynaptic.name,
-                                          self.postsynaptic.name, data)
+            pairs, slot_of_pair = pairs[keep], slot_of_pair[keep]
+        blocks = [("connectivity", self.name, "", index, rows)
+                  for index, rows in _by_post_chunk(pairs, slot_of_pair, post_chunks).items()]
+        network.storage.writer().write_job(job_key(self, chunk), blocks)
 
     def connect(self, pre: CellSelection, post: CellSelection) -> np.ndarray:
         """The pairs to connect, as an ``(m, 2)`` array of (index into ``pre``, index
@@ -112,11 +113,20 @@ class ConnectionStrategy(ChunkedStrategy):
         raise NotImplementedError(f"{type(self).__name__} must implement connect(pre, post)")
 
 
-def _by_post_chunk(pairs: np.ndarray, post_chunks_of_pairs: np.ndarray, chunks: list) -> dict:
-    """``pairs`` split by the chunk of their postsynaptic cell, each sorted by (post,
-    pre): the stored order never depends on how a strategy found them."""
-    data = {}
-    for chunk in chunks:
-        mine = pairs[np.all(post_chunks_of_pairs == chunk, axis=1)]
-        data[chunk] = mine[np.lexsort((mine[:, 0], mine[:, 1]))]
-    return data
+def _slots(cell_chunks: np.ndarray, chunks: list) -> np.ndarray:
+    """The position in ``chunks`` of each cell's chunk (``cell_chunks``, (n, 3))."""
+    if len(chunks) == 1:
+        return np.zeros(len(cell_chunks), dtype=np.int64)
+    slot = {tuple(chunk): n for n, chunk in enumerate(chunks)}
+    unique, inverse = np.unique(cell_chunks.reshape(-1, 3), axis=0, return_inverse=True)
+    return np.array([slot[tuple(c)] for c in unique.tolist()], dtype=np.int64)[inverse.ravel()]
+
+
+def _by_post_chunk(pairs: np.ndarray, slot_of_pairs: np.ndarray, chunks: list) -> dict:
+    """``pairs`` split by the chunk of their postsynaptic cell (``slot_of_pairs``: its
+    position in ``chunks``), each sorted by (post, pre): the stored order never depends
+    on how a strategy found them."""
+    order = np.lexsort((pairs[:, 0], pairs[:, 1], slot_of_pairs))
+    pairs, slot_of_pairs = pairs[order], slot_of_pairs[order]
+    bounds = np.searchsorted(slot_of_pairs, np.arange(len(chunks) + 1))
+    return {chunk: pairs[bounds[n]:bounds[n + 1]] for n, chunk in enumerate(chunks)}

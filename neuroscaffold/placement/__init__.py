@@ -10,7 +10,7 @@ Built-in strategies (``strategy:`` in a configuration): ``random``
 from __future__ import annotations
 
 from ._builtins import FixedPositions, LatticePlacement, RandomPlacement
-from ._chunks import Chunk
+from ..chunks import Chunk
 from ._indicators import CellIndicator, Indicators
 from ._partitions import Box, Layer, Partition
 from ._strategy import PlacementStrategy

@@ -7,7 +7,7 @@ import numpy as np
 from .. import config
 from ..config import types
 from ..config._node import raise_at
-from ._chunks import Chunk, apportion
+from ..chunks import Chunk, apportion
 from ._indicators import Indicators
 from ._chunked import job_regions
 from ._strategy import PlacementStrategy

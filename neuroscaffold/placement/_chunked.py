@@ -10,9 +10,16 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..config._node import Node, config_root
-from ._chunks import Chunk, chunk_rng
+from ..chunks import Chunk, chunk_rng
 
-__all__ = ["ChunkedStrategy", "dependency_jobs", "job_regions"]
+__all__ = ["ChunkedStrategy", "dependency_jobs", "job_key", "job_regions"]
+
+
+def job_key(node: Any, region: Chunk) -> str:
+    """The name of ``node``'s job on ``region`` in journals: the same on every rank
+    and in every run, so a resumed compile knows which jobs are done."""
+    size = "x".join(f"{v:g}" for v in region.size)
+    return f"{node.get_node_name()}:{region.key}:{size}"
 
 
 def dependency_jobs(node: Any, pool: Any) -> list:
@@ -63,6 +70,12 @@ class ChunkedStrategy(Node):
             yield _running.job
         finally:
             _running.job = previous
+
+    def pending(self, regions: list[Chunk]) -> list[Chunk]:
+        """The ``regions`` whose jobs still have to run: all, except in a resumed
+        compile (committed ones) or an append (strategies the network has)."""
+        network = self.scaffold
+        return [r for r in regions if not network.job_done(job_key(self, r), self)]
 
     def _current_job(self) -> _RunningJob | None:
         job = getattr(_running, "job", None)

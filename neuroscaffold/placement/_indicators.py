@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config._node import raise_at
-from ._chunks import Chunk, apportion
+from ..chunks import Chunk, apportion
 
 __all__ = ["CellIndicator", "Indicators", "build_indicators"]
 

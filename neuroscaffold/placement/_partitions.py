@@ -7,7 +7,7 @@ import numpy as np
 from .. import config
 from ..config import types
 from ..config._node import Node, config_root, raise_at
-from ._chunks import Chunk, box_overlap, chunks_in_box
+from ..chunks import Chunk, box_overlap, chunks_in_box
 
 __all__ = ["Partition", "Layer", "Box"]
 

@@ -10,8 +10,8 @@ from .. import config
 from ..config import types
 from ..config._node import raise_at
 from ..services.pool import pool_cache
-from ._chunked import ChunkedStrategy, dependency_jobs, job_regions
-from ._chunks import Chunk
+from ._chunked import ChunkedStrategy, dependency_jobs, job_key, job_regions
+from ..chunks import Chunk
 from ._indicators import Indicators, build_indicators
 
 __all__ = ["PlacementStrategy"]
@@ -51,7 +51,7 @@ class PlacementStrategy(ChunkedStrategy):
     def queue(self, pool: Any, chunk_size: Sequence[float] | None = None) -> None:
         """Submit one :meth:`place_chunk` job per chunk (see :meth:`get_chunks`)."""
         deps = dependency_jobs(self, pool)
-        for chunk in self.get_chunks(chunk_size):
+        for chunk in self.pending(self.get_chunks(chunk_size)):
             pool.queue(self.place_chunk, args=(chunk,), deps=deps,
                        name=f"place {self.name} {chunk}", phase="placement")
 
@@ -110,17 +110,20 @@ class PlacementStrategy(ChunkedStrategy):
             self._write(self.scaffold, {name: [positions]}, chunk)
 
     def _write(self, network: Any, collected: dict[str, list[np.ndarray]], chunk: Chunk):
+        """Store the job's cells: one block per cell type and network chunk (an empty
+        block for each chunk of the region that the strategy covers)."""
         grid = self.scaffold_chunk_size()
-        own = {c.index for c in self.get_chunks()}
-        data = {}
+        own = None if tuple(chunk.size) == tuple(grid) else {c.index for c in self.get_chunks()}
+        blocks = []
         for cell_type in self.cell_types:
             arrays = collected.get(cell_type.name) or [np.empty((0, 3))]
-            data[cell_type.name] = _bin_positions(np.concatenate(arrays), chunk, grid, own)
-        run, session = network.storage_session()
-        network.storage.write_placement(run, session, self.name, data)
+            binned = _bin_positions(np.concatenate(arrays), chunk, grid, own)
+            blocks.extend(("placement", cell_type.name, self.name, index, positions)
+                          for index, positions in binned.items())
+        network.storage.writer().write_job(job_key(self, chunk), blocks)
 
 
-def _bin_positions(positions: np.ndarray, region: Chunk, grid, own: set) -> dict:
+def _bin_positions(positions: np.ndarray, region: Chunk, grid, own: set | None) -> dict:
     """``positions`` split over the network chunks of ``region`` (every chunk of the
     region that the strategy covers gets an entry, empty or not)."""
     if tuple(region.size) == tuple(grid):

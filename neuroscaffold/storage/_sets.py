@@ -1,4 +1,4 @@
-"""Read views of stored results: a cell type's positions, a connectivity set's pairs."""
+"""Read views of a finished network: a cell type's positions, a connection set's pairs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ __all__ = ["ConnectivitySet", "PlacementSet"]
 
 
 class PlacementSet:
-    """The cells of one type: their positions, in a fixed order (run, chunk, strategy).
+    """The cells of one type: their positions, in a fixed order (chunk, strategy).
 
-    ``np.asarray(placement_set)`` and :meth:`load_positions` give the ``(n, 3)`` array;
-    a cell's index in it is the index connectivity sets use.
+    ``np.asarray(placement_set)`` and :meth:`load_positions` give the ``(n, 3)`` array
+    (one read); a cell's index in it is the index connectivity sets use.
     """
 
     def __init__(self, storage: Any, cell_type: str):
@@ -22,17 +22,15 @@ class PlacementSet:
 
     def load_positions(self) -> np.ndarray:
         """The positions of every cell, ``(n, 3)`` (µm)."""
-        return self._storage.read_placement(self.cell_type, self._entries())
+        return self._storage.load_positions(self.cell_type)
 
     def chunks(self) -> list[tuple[int, int, int]]:
         """The network chunks that hold (or were given) cells of this type."""
-        return sorted({entry.chunk for entry in self._entries()})
-
-    def _entries(self):
-        return self._storage.placement_entries(self.cell_type)
+        table = self._storage.placement_table(self.cell_type)
+        return table.chunks() if table is not None else []
 
     def __len__(self) -> int:
-        return sum(entry.count for entry in self._entries())
+        return self._storage.count_cells(self.cell_type)
 
     def __array__(self, dtype=None, copy=None):
         positions = self.load_positions()
@@ -49,16 +47,16 @@ class ConnectivitySet:
     def __init__(self, storage: Any, name: str):
         self._storage = storage
         self.name = name
-        _, meta = storage.read_connections(name)
+        self._count, meta = storage.connectivity_meta(name)
         self.presynaptic = meta.get("presynaptic")
         self.postsynaptic = meta.get("postsynaptic")
 
     def load_connections(self) -> np.ndarray:
-        """Every pair, ``(m, 2)`` int64, in (run, postsynaptic chunk) order."""
+        """Every pair, ``(m, 2)`` int64, in postsynaptic chunk order (one read)."""
         return self._storage.read_connections(self.name)[0]
 
     def __len__(self) -> int:
-        return len(self.load_connections())
+        return self._count
 
     def __array__(self, dtype=None, copy=None):
         pairs = self.load_connections()

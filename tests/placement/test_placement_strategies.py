@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from neuroscaffold import Configuration, Network, PlacementStrategy, PoolProgressReason, config
 from neuroscaffold.placement import Chunk
-from neuroscaffold.placement._chunks import apportion, chunks_in_box
+from neuroscaffold.chunks import apportion, chunks_in_box
 from neuroscaffold.services.pool import JobStatus
 from tests.config._models import two_layers
 

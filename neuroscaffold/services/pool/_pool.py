@@ -78,14 +78,16 @@ def create_job_pool(
     *,
     main_executes: bool = True,
     comm: Any = None,
+    pool_class: "type[JobPool] | None" = None,
 ) -> "JobPool":
     """Create a pool running jobs against ``network``; collective over the ranks.
 
     With ``quiet=False`` the main rank shows progress (``neuroscaffold.progress``).
     ``listeners`` are added on the main rank. ``main_executes=False`` keeps the main
-    rank to dispatching only (for benchmarks; it is slower).
+    rank to dispatching only (for benchmarks; it is slower). ``pool_class`` (a subclass
+    of :class:`JobPool`) lets a network close its storage session with the pool.
     """
-    pool = JobPool(
+    pool = (pool_class or JobPool)(
         network, fail_fast=fail_fast, workflow=workflow, main_executes=main_executes, comm=comm
     )
     if pool.is_main():

@@ -1,4 +1,4 @@
-"""Chunk-grid arithmetic shared by placement, connectivity and storage.
+"""The chunk grid: arithmetic shared by placement, connectivity and storage.
 
 Space is cut into a regular grid of boxes, the chunks; chunk ``(i, j, k)`` of size
 ``s`` spans ``[i*s_x, (i+1)*s_x) x ...``. Jobs work on one chunk (or on a region of
@@ -18,6 +18,7 @@ __all__ = [
     "Chunk",
     "apportion",
     "box_overlap",
+    "chunk_indices_in_box",
     "chunk_key",
     "chunk_rng",
     "chunks_in_box",
@@ -79,18 +80,31 @@ def box_overlap(lo1, hi1, lo2, hi2) -> tuple[np.ndarray, np.ndarray, float]:
     return lo, hi, float(np.prod(extent))
 
 
+def chunk_indices_in_box(lo, hi, size: Sequence[float]) -> np.ndarray:
+    """The indices ``(n, 3)`` of the chunks of grid ``size`` that overlap box
+    ``[lo, hi)`` with positive volume, in index order.
+
+    Chunk ``i`` overlaps ``[lo, hi)`` along an axis exactly when
+    ``floor(lo/s) <= i < ceil(hi/s)``, so the answer is a block of the grid: no chunk
+    needs testing one by one.
+    """
+    size = np.asarray(size, dtype=float)
+    first = np.floor(np.divide(lo, size)).astype(np.int64)
+    last = np.ceil(np.divide(hi, size)).astype(np.int64)
+    extent = np.maximum(last - first, 0)
+    if not np.all(extent):
+        return np.empty((0, 3), dtype=np.int64)
+    axes = [np.arange(first[a], last[a], dtype=np.int64) for a in range(3)]
+    grid = np.meshgrid(*axes, indexing="ij")
+    return np.stack([g.ravel() for g in grid], axis=1)
+
+
 def chunks_in_box(lo, hi, size: Sequence[float]) -> list[Chunk]:
     """The chunks of grid ``size`` that overlap box ``[lo, hi)`` with positive volume,
-    in index order."""
+    in index order (see :func:`chunk_indices_in_box`)."""
     size = tuple(float(s) for s in size)
-    first = np.floor(np.divide(lo, size)).astype(int)
-    last = np.ceil(np.divide(hi, size)).astype(int)
-    chunks = []
-    for index in np.ndindex(*np.maximum(last - first, 0)):
-        chunk = Chunk(tuple(int(v) for v in first + index), size)
-        if box_overlap(chunk.ldc, chunk.mdc, lo, hi)[2] > 0:
-            chunks.append(chunk)
-    return sorted(chunks)
+    return [Chunk((int(i), int(j), int(k)), size)
+            for i, j, k in chunk_indices_in_box(lo, hi, size).tolist()]
 
 
 def apportion(expected: Sequence[float], total: int) -> list[int]:

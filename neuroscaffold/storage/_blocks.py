@@ -1,0 +1,124 @@
+"""Block tables: where each chunk's rows of one set are, and reading only some of them.
+
+A *set* is a cell type's positions (rows of 3 float64, µm) or a connection set's pairs
+(rows of 2 int64). Its rows are stored in *blocks*, one per (network chunk, strategy):
+a run of ``count`` rows at byte ``offset`` of some file (a rank's shard, or the
+contiguous dataset of a finished network file). The order of a set is its blocks
+sorted by (chunk, strategy); a row's index in the set is its block's start plus its
+row in the block, on every rank and whichever rank wrote it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+__all__ = ["Block", "BlockTable", "ROW", "read_rows"]
+
+#: Row layout of each kind of set: (numpy dtype, values per row).
+ROW = {"placement": (np.dtype("<f8"), 3), "connectivity": (np.dtype("<i8"), 2)}
+
+
+class Block(NamedTuple):
+    """``count`` rows of one set in one chunk, at ``offset`` bytes into ``path``."""
+
+    chunk: tuple[int, int, int]
+    strategy: str
+    count: int
+    path: str
+    offset: int
+
+
+class BlockTable:
+    """The blocks of one set, in set order, with each block's first row index.
+
+    Args:
+        kind: ``"placement"`` or ``"connectivity"``.
+        name: the cell type or connection set.
+        blocks: the blocks, any order; a later block with the same (chunk, strategy)
+            replaces an earlier one (a later attempt, or a session over a network).
+    """
+
+    def __init__(self, kind: str, name: str, blocks: Iterable[Block]):
+        self.kind = kind
+        self.name = name
+        self.dtype, self.width = ROW[kind]
+        latest: dict[tuple, Block] = {}
+        for block in blocks:
+            latest[(block.chunk, block.strategy)] = block
+        self.blocks: list[Block] = [latest[key] for key in sorted(latest)]
+        counts = np.fromiter((b.count for b in self.blocks), dtype=np.int64, count=len(self.blocks))
+        self.counts = counts
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._by_chunk: dict[tuple, list[int]] = {}
+        for number, block in enumerate(self.blocks):
+            self._by_chunk.setdefault(block.chunk, []).append(number)
+
+    def __len__(self) -> int:
+        """The number of rows."""
+        return int(self.starts[-1])
+
+    @property
+    def row_bytes(self) -> int:
+        return self.dtype.itemsize * self.width
+
+    def chunks(self) -> list[tuple[int, int, int]]:
+        """The chunks that have a block (even an empty one), in order."""
+        return sorted(self._by_chunk)
+
+    def strategies(self) -> list[str]:
+        return sorted({block.strategy for block in self.blocks})
+
+    def select(self, chunks: Iterable[Sequence[int]] | None = None) -> list[int]:
+        """The numbers of the blocks in ``chunks`` (all when None), in set order."""
+        if chunks is None:
+            return list(range(len(self.blocks)))
+        if isinstance(chunks, np.ndarray):
+            chunks = chunks.tolist()
+        wanted = {tuple(int(v) for v in chunk) for chunk in chunks}
+        return sorted(n for chunk in wanted for n in self._by_chunk.get(chunk, ()))
+
+    def read(self, numbers: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows of blocks ``numbers``: ``(rows, indices, chunks)``, each row's index
+        in the set and its chunk (``(n, 3)`` int64), with one ``pread`` per block."""
+        numbers = list(numbers)
+        counts = self.counts[numbers] if numbers else np.empty(0, dtype=np.int64)
+        total = int(counts.sum())
+        rows = np.empty((total, self.width), dtype=self.dtype)
+        indices = np.empty(total, dtype=np.int64)
+        chunks = np.empty((total, 3), dtype=np.int64)
+        read_rows(rows, [self.blocks[n] for n in numbers], self.row_bytes)
+        at = 0
+        for n, count in zip(numbers, counts.tolist()):
+            indices[at:at + count] = np.arange(self.starts[n], self.starts[n] + count)
+            chunks[at:at + count] = self.blocks[n].chunk
+            at += count
+        return rows, indices, chunks
+
+
+def read_rows(out: np.ndarray, blocks: Sequence[Block], row_bytes: int) -> None:
+    """Fill ``out`` with the rows of ``blocks``, one after the other."""
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    at = 0
+    descriptors: dict[str, int] = {}
+    try:
+        for block in blocks:
+            size = block.count * row_bytes
+            if not size:
+                continue
+            fd = descriptors.get(block.path)
+            if fd is None:
+                fd = descriptors[block.path] = os.open(block.path, os.O_RDONLY)
+            done = 0
+            while done < size:
+                got = os.preadv(fd, [view[at + done:at + size]], block.offset + done)
+                if got <= 0:
+                    raise OSError(f"{block.path}: {size} bytes expected at byte "
+                                  f"{block.offset}, the file is shorter")
+                done += got
+            at += size
+    finally:
+        for fd in descriptors.values():
+            os.close(fd)

@@ -1,0 +1,250 @@
+"""The network file: its layout, the stub of an unfinished network, and reading it.
+
+Layout (format version 2)::
+
+    attrs: format = "neuroscaffold", format_version = 2, complete = True | False
+           parts = "<name>.parts" (a stub: where the unfinished work is)
+    /configuration                       the configuration, as JSON (scalar string)
+    /placement/<cell type>/positions     (n, 3) float64, contiguous, in set order
+    /placement/<cell type>/blocks        one row per (chunk, strategy): chunk (3 int64),
+                                         strategy (index into attrs["strategies"]), count
+    /connectivity/<set>/pairs            (m, 2) int64 (pre index, post index)
+    /connectivity/<set>/blocks           one row per postsynaptic chunk: chunk, count
+        attrs: presynaptic, postsynaptic
+
+Sets are read with one read each; the block tables say which rows are which chunk's.
+A finished file is never modified: a later compile or pool session writes a new file
+that replaces it (see :mod:`._merge`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..exceptions import StorageError
+from ._blocks import ROW, Block, BlockTable
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "Header", "NetworkFile", "create_network_file",
+           "read_header", "write_stub"]
+
+FORMAT = "neuroscaffold"
+FORMAT_VERSION = 2
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_DATA = {"placement": "positions", "connectivity": "pairs"}
+BLOCK_DTYPE = np.dtype([("chunk", "<i8", (3,)), ("strategy", "<i4"), ("count", "<i8")])
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a network file says about itself."""
+
+    complete: bool
+    configuration: str  #: JSON text
+    parts: str | None  #: name of the parts directory of an unfinished network
+
+
+def _is_hdf5(path: Path) -> bool:
+    try:
+        with open(path, "rb") as file:
+            # the superblock is at 0, 512, 1024, 2048, ... bytes
+            for offset in (0, 512, 1024, 2048, 4096):
+                file.seek(offset)
+                if file.read(8) == _HDF5_SIGNATURE:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def open_file(path: Path) -> h5py.File:
+    """Open a network file for reading, or raise a one-line :class:`StorageError`
+    that says what the file is."""
+    if not path.exists():
+        raise StorageError(f"{path}: no such file")
+    if path.is_dir():
+        raise StorageError(f"{path}: is a directory")
+    if not _is_hdf5(path):
+        raise StorageError(f"{path}: not an HDF5 file")
+    try:
+        # HDF5's file locks stay off: finished files are never written again.
+        return h5py.File(path, "r", locking=False)
+    except OSError as error:
+        raise StorageError(f"{path}: a damaged HDF5 file ({_short(error)})") from None
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def read_header(path: Path) -> Header:
+    """The header of the network file at ``path`` (one-line errors otherwise)."""
+    with open_file(path) as file:
+        try:
+            if file.attrs.get("format") != FORMAT or "configuration" not in file:
+                raise StorageError(f"{path}: not a neuroscaffold network file")
+            version = int(file.attrs.get("format_version", 0))
+            if version != FORMAT_VERSION:
+                raise StorageError(f"{path}: a network file of format version {version}; "
+                                   f"this neuroscaffold reads version {FORMAT_VERSION}")
+            configuration = file["configuration"][()]
+            parts = file.attrs.get("parts")
+            return Header(bool(file.attrs.get("complete", False)),
+                          configuration.decode() if isinstance(configuration, bytes)
+                          else str(configuration),
+                          str(parts) if parts else None)
+        except StorageError:
+            raise
+        except (OSError, KeyError, ValueError, RuntimeError) as error:
+            raise StorageError(f"{path}: a damaged network file ({_short(error)})") from None
+
+
+def _replace_atomically(path: Path, write) -> None:
+    """Write a new file next to ``path`` with ``write(file)``, make it durable, and
+    rename it over ``path``: readers see the old file or the new one, never half."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(temporary, "w", locking=False) as file:
+            write(file)
+        _fsync(temporary)
+        os.replace(temporary, path)
+        _fsync(path.parent)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_header(file: h5py.File, configuration: str, complete: bool, parts: str | None):
+    file.attrs["format"] = FORMAT
+    file.attrs["format_version"] = FORMAT_VERSION
+    file.attrs["complete"] = complete
+    if parts:
+        file.attrs["parts"] = parts
+    file.create_dataset("configuration", data=configuration)
+
+
+def write_stub(path: Path, configuration: str, parts: str) -> None:
+    """Write the stub of an unfinished network at ``path`` (atomically)."""
+    _replace_atomically(path, lambda file: _write_header(file, configuration, False, parts))
+
+
+def create_network_file(path: Path, configuration: str, tables: dict[tuple[str, str], BlockTable],
+                        meta: dict[str, dict[str, str]]) -> dict[tuple[str, str], int]:
+    """Create the complete network file ``path`` with every set's dataset allocated
+    but not written; return each non-empty dataset's byte offset in the file.
+
+    Args:
+        tables: (kind, name) -> the set's block table.
+        meta: connection set -> its attributes (presynaptic, postsynaptic).
+    """
+    offsets = {}
+    with h5py.File(path, "w", locking=False) as file:
+        _write_header(file, configuration, True, None)
+        for kind in ("placement", "connectivity"):
+            file.create_group(kind)
+        for (kind, name), table in sorted(tables.items()):
+            group = file.create_group(f"{kind}/{name}")
+            dtype, width = ROW[kind]
+            dataset = _allocate(group, _DATA[kind], (len(table), width), dtype)
+            if len(table):
+                offsets[(kind, name)] = dataset.get_offset()
+            strategies = table.strategies()
+            number = {strategy: n for n, strategy in enumerate(strategies)}
+            rows = np.zeros(len(table.blocks), dtype=BLOCK_DTYPE)
+            if table.blocks:
+                rows["chunk"] = [block.chunk for block in table.blocks]
+                rows["strategy"] = [number[block.strategy] for block in table.blocks]
+                rows["count"] = table.counts
+            group.create_dataset("blocks", data=rows)
+            group.attrs["strategies"] = strategies
+            for key, value in meta.get(name, {}).items() if kind == "connectivity" else ():
+                group.attrs[key] = value
+    return offsets
+
+
+def _allocate(group: h5py.Group, name: str, shape: tuple, dtype: np.dtype):
+    """A contiguous dataset whose space is reserved now and never filled, so that its
+    bytes can be written at a known offset by any process."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    space = h5py.h5s.create_simple(shape)
+    return h5py.h5d.create(group.id, name.encode(), h5py.h5t.py_create(dtype), space, dcpl=dcpl)
+
+
+class NetworkFile:
+    """Read access to a complete network file (open it with ``with``)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file: h5py.File | None = None
+
+    def __enter__(self) -> "NetworkFile":
+        if not read_header(self.path).complete:
+            raise StorageError(f"{self.path}: the network is not complete")
+        self._file = open_file(self.path)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._file[kind])
+
+    def table(self, kind: str, name: str) -> BlockTable:
+        """The block table of a set, each block located in this file's dataset."""
+        try:
+            group = self._file[f"{kind}/{name}"]
+            rows = group["blocks"][()]
+            strategies = [str(s) for s in group.attrs["strategies"]]
+            dataset = group[_DATA[kind]]
+            offset = dataset.id.get_offset() or 0
+        except KeyError:
+            raise StorageError(f"{self.path}: no {kind} set '{name}'") from None
+        except (OSError, ValueError) as error:
+            raise StorageError(f"{self.path}: a damaged network file ({_short(error)})") from None
+        dtype, width = ROW[kind]
+        row_bytes = dtype.itemsize * width
+        starts = np.concatenate([[0], np.cumsum(rows["count"])]).astype(np.int64)
+        path = str(self.path)
+        return BlockTable(kind, name, (
+            Block(tuple(int(v) for v in row["chunk"]), strategies[int(row["strategy"])],
+                  int(row["count"]), path, offset + int(start) * row_bytes)
+            for row, start in zip(rows, starts[:-1])))
+
+    def data(self, kind: str, name: str) -> np.ndarray:
+        """The whole set, in one read."""
+        try:
+            return self._file[f"{kind}/{name}/{_DATA[kind]}"][()]
+        except KeyError:
+            raise StorageError(f"{self.path}: no {kind} set '{name}'") from None
+        except (OSError, ValueError) as error:
+            raise StorageError(f"{self.path}: a damaged network file ({_short(error)})") from None
+
+    def count(self, kind: str, name: str) -> int:
+        return int(self._file[f"{kind}/{name}/{_DATA[kind]}"].shape[0])
+
+    def meta(self, name: str) -> dict[str, str]:
+        group = self._file[f"connectivity/{name}"]
+        return {key: str(group.attrs[key]) for key in ("presynaptic", "postsynaptic")
+                if key in group.attrs}
+
+    def configuration(self) -> dict[str, Any]:
+        return json.loads(self._file["configuration"][()].decode())

@@ -1,0 +1,185 @@
+"""The final file: every rank copies its share of the blocks into one new network file.
+
+Collective (every rank calls :func:`merge`). The main rank plans: it reads the block
+tables (the journals, and the network the session started from), creates the new file
+with each set's dataset allocated at a known byte offset (:func:`create_network_file`),
+and gives each rank a share of the copies, balanced by bytes. Each rank copies its
+share with ``copy_file_range`` (the kernel moves the bytes; no rank holds them), makes
+it durable, and reports. Then the main rank renames the new file over the network path
+and removes the parts directory. A failure anywhere leaves the network path as it was,
+the parts complete, and raises the same one-line error on every rank.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+from ..exceptions import StorageError
+from ._blocks import BlockTable
+from ._layout import NetworkFile, create_network_file
+from ._parts import PartsDir, storage_error
+
+__all__ = ["Copy", "merge", "plan_tables"]
+
+_PIECE = 8 << 20  # bytes per pread/pwrite when copy_file_range cannot be used
+
+
+class Copy(NamedTuple):
+    """``size`` bytes from ``source`` at ``source_offset`` to the new file at ``offset``."""
+
+    source: str
+    source_offset: int
+    offset: int
+    size: int
+
+
+def plan_tables(parts: PartsDir, base: Path | None) -> dict[tuple[str, str], BlockTable]:
+    """Every set's block table: the base network's blocks, then the committed ones
+    (which replace the base's blocks of the same chunk and strategy)."""
+    blocks: dict[tuple[str, str], list] = {}
+    if base is not None:
+        with NetworkFile(base) as file:
+            for kind in ("placement", "connectivity"):
+                for name in file.names(kind):
+                    blocks[(kind, name)] = list(file.table(kind, name).blocks)
+    for key, committed in parts.commits().blocks.items():
+        blocks.setdefault(key, []).extend(committed)
+    return {key: BlockTable(*key, found) for key, found in blocks.items()}
+
+
+def _shares(copies: list[Copy], ranks: int) -> list[list[Copy]]:
+    """``copies`` cut into ``ranks`` runs of about equal bytes, in order."""
+    total = sum(copy.size for copy in copies) or 1
+    shares: list[list[Copy]] = [[] for _ in range(ranks)]
+    done = 0
+    for copy in copies:
+        shares[min(ranks - 1, done * ranks // total)].append(copy)
+        done += copy.size
+    return shares
+
+
+def _copy(target: Path, copies: Sequence[Copy]) -> None:
+    """Copy ``copies`` into ``target`` and make them durable."""
+    if not copies:
+        return
+    out = os.open(target, os.O_WRONLY)
+    sources: dict[str, int] = {}
+    try:
+        for copy in copies:
+            fd = sources.get(copy.source)
+            if fd is None:
+                fd = sources[copy.source] = os.open(copy.source, os.O_RDONLY)
+            _copy_range(fd, out, copy)
+        os.fdatasync(out)
+    finally:
+        os.close(out)
+        for fd in sources.values():
+            os.close(fd)
+
+
+def _copy_range(source: int, out: int, copy: Copy) -> None:
+    done = 0
+    while done < copy.size:
+        try:
+            moved = os.copy_file_range(source, out, copy.size - done,
+                                       copy.source_offset + done, copy.offset + done)
+        except OSError as error:
+            if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            moved = 0
+        if moved == 0:  # no kernel copy here, or an unexpected end: copy by hand
+            piece = os.pread(source, min(_PIECE, copy.size - done), copy.source_offset + done)
+            if not piece:
+                raise OSError(errno.EIO, f"{copy.source} is shorter than its journal says")
+            moved = os.pwrite(out, piece, copy.offset + done)
+        done += moved
+
+
+def merge(mpi: Any, path: Path, parts: PartsDir, configuration: str, base: Path | None,
+          meta: dict[str, dict[str, str]], on_main_done=None) -> dict[tuple[str, str], int]:
+    """Write the complete network at ``path`` (collective); return its set sizes.
+
+    Args:
+        mpi: the MPI service (``get_rank``, ``get_size``, ``bcast``, ``scatter``, ``gather``).
+        base: the network the new one starts from (an append, or a pool session on a
+            network); None for a new network.
+        meta: connection set -> its attributes.
+        on_main_done: called on the main rank once the new file is in place.
+    """
+    rank, size = mpi.get_rank(), mpi.get_size()
+    target = path.with_name(f".{path.name}.merge-{os.getpid()}")
+    plan: tuple[str | None, list[list[Copy]]] = (None, [])
+    sizes: dict[tuple[str, str], int] = {}
+    if rank == 0:
+        try:
+            tables = plan_tables(parts, base)
+            sizes = {key: len(table) for key, table in tables.items()}
+            offsets = create_network_file(target, configuration, tables, meta)
+            _reserve(target)
+            copies = [
+                Copy(block.path, block.offset,
+                     offsets[key] + int(start) * table.row_bytes, block.count * table.row_bytes)
+                for key, table in sorted(tables.items())
+                for block, start in zip(table.blocks, table.starts[:-1])
+                if block.count
+            ]
+            plan = (str(target), _shares(copies, size))
+        except StorageError as error:
+            plan = (f"error:{error}", [[] for _ in range(size)])
+        except OSError as error:
+            plan = (f"error:{storage_error(path, error, 'creating the network file')}",
+                    [[] for _ in range(size)])
+    name, shares = plan if size == 1 else (mpi.bcast(plan[0]), None)
+    mine = shares[0] if size == 1 else mpi.scatter(plan[1] if rank == 0 else None)
+    failure = name[len("error:"):] if name.startswith("error:") else None
+    if failure is None:
+        try:
+            _copy(Path(name), mine)
+        except OSError as error:
+            failure = str(storage_error(path, error, f"merging on rank {rank}"))
+    failures = [failure] if size == 1 else mpi.gather(failure)
+    outcome = None
+    if rank == 0:
+        outcome = next((f for f in failures if f is not None), None)
+        if outcome is None:
+            try:
+                os.replace(target, path)
+                _fsync_dir(path.parent)
+                if on_main_done is not None:
+                    on_main_done()
+            except OSError as error:
+                outcome = str(storage_error(path, error, "replacing the network file"))
+        if target.exists():
+            target.unlink()
+    if size > 1:
+        outcome = mpi.bcast(outcome)
+    if outcome is not None:
+        raise StorageError(outcome)
+    return sizes
+
+
+def _reserve(target: Path) -> None:
+    """Reserve the new file's whole size now: a full disk fails here, cleanly."""
+    fd = os.open(target, os.O_RDWR)
+    try:
+        length = os.fstat(fd).st_size
+        if length:
+            try:
+                os.posix_fallocate(fd, 0, length)
+            except OSError as error:
+                if error.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                    return  # a file system without fallocate: errors come at copy time
+                raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,219 @@
+"""The parts directory of a network being written: manifest, writer lock, journals.
+
+See :mod:`neuroscaffold.storage` for the design. Only the main rank creates, locks and
+removes the directory; every rank reads the journals.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..exceptions import StorageError
+from ._blocks import Block
+
+__all__ = ["Commits", "PartsDir", "WriterLock", "free_space", "parts_path"]
+
+MANIFEST = "manifest.json"
+_SHARD = re.compile(r"^a(\d+)-r(\d+)\.journal$")
+_ANY_SHARD = re.compile(r"^a(\d+)-r(\d+)\.(journal|data)$")
+
+
+def parts_path(network_path: Path) -> Path:
+    """The parts directory of the network at ``network_path``."""
+    return network_path.with_name(network_path.name + ".parts")
+
+
+def free_space(path: Path) -> str:
+    """The free space of the file system holding ``path``, for messages."""
+    for candidate in (path, *path.parents):
+        try:
+            free = shutil.disk_usage(candidate).free
+        except OSError:
+            continue
+        for unit in ("B", "kB", "MB", "GB", "TB"):
+            if free < 1000 or unit == "TB":
+                return f"{free:.0f} {unit} free" if unit == "B" else f"{free:.1f} {unit} free"
+            free /= 1000
+    return "free space unknown"
+
+
+def storage_error(path: Path, error: OSError, doing: str) -> StorageError:
+    """A one-line :class:`StorageError` for an ``OSError`` met while ``doing``."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"{path}: no space left on the device while {doing} "
+                            f"({free_space(path.parent)})")
+    reason = error.strerror or str(error)
+    return StorageError(f"{path}: {reason.lower()} while {doing}")
+
+
+@dataclass
+class Commits:
+    """What the journals of a parts directory hold."""
+
+    jobs: set[str] = field(default_factory=set)  #: keys of committed jobs
+    #: (kind, set name) -> blocks, in commit order
+    blocks: dict[tuple[str, str], list[Block]] = field(default_factory=dict)
+    attempts: int = 0  #: the highest attempt number seen
+
+
+class WriterLock:
+    """An exclusive ``flock`` on ``parts/lock``: one writing process per network.
+
+    The lock belongs to the open file: it is released when the process ends, however
+    it ends, so a killed compile never leaves a stale lock behind.
+    """
+
+    def __init__(self, path: Path, network: Path):
+        self.path = path
+        self.network = network
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + 0.5  # `show` may hold it for a few microseconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                    os.close(fd)
+                    raise StorageError(
+                        f"{self.network}: another process is writing this network"
+                        f"{f' ({holder})' if holder else ''}; wait for it to end, or "
+                        "write to another path") from None
+                time.sleep(0.01)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        self._fd = fd
+
+    def release(self, remove: bool = False) -> None:
+        if self._fd is None:
+            return
+        if remove:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        os.close(self._fd)  # releases the flock
+        self._fd = None
+
+    @staticmethod
+    def held(path: Path) -> bool:
+        """Whether some process holds the lock at ``path`` now (for ``show``)."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+
+class PartsDir:
+    """The parts directory at ``path`` (which may not exist yet)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def exists(self) -> bool:
+        return (self.path / MANIFEST).exists()
+
+    def lock(self, network: Path) -> WriterLock:
+        return WriterLock(self.path / "lock", network)
+
+    def being_written(self) -> bool:
+        return WriterLock.held(self.path / "lock")
+
+    # --- manifest -------------------------------------------------------------------
+
+    def create(self, manifest: dict[str, Any]) -> None:
+        """Make the directory (if needed) and write ``manifest`` atomically."""
+        self.path.mkdir(exist_ok=True)
+        self.write_manifest(manifest)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        temporary = self.path / (MANIFEST + ".tmp")
+        with open(temporary, "w") as file:
+            json.dump(manifest, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.path / MANIFEST)
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            with open(self.path / MANIFEST) as file:
+                return json.load(file)
+        except FileNotFoundError:
+            raise StorageError(f"{self.path}: no unfinished compile here (no {MANIFEST})") from None
+        except (OSError, ValueError) as error:
+            raise StorageError(f"{self.path / MANIFEST}: unreadable ({error})") from None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    # --- shards ---------------------------------------------------------------------
+
+    def shard(self, attempt: int, rank: int) -> tuple[Path, Path]:
+        """The data and journal files of ``rank`` in ``attempt``."""
+        stem = f"a{attempt:04d}-r{rank:04d}"
+        return self.path / f"{stem}.data", self.path / f"{stem}.journal"
+
+    def journals(self) -> Iterator[tuple[int, int, Path]]:
+        """(attempt, rank, path) of every journal, in attempt then rank order."""
+        if not self.path.is_dir():
+            return iter(())
+        found = []
+        for entry in os.scandir(self.path):
+            match = _SHARD.match(entry.name)
+            if match:
+                found.append((int(match[1]), int(match[2]), Path(entry.path)))
+        return iter(sorted(found))
+
+    def commits(self, kinds: tuple[str, ...] = ("placement", "connectivity")) -> Commits:
+        """Every committed job and block, read from the journals.
+
+        A line that does not parse (the torn end of a journal whose writer was killed
+        mid-line) and everything after it in that journal is ignored.
+        """
+        commits = Commits()
+        wanted = {kind[0] for kind in kinds}
+        for attempt, rank, journal in self.journals():
+            commits.attempts = max(commits.attempts, attempt)
+            data = str(self.shard(attempt, rank)[0])
+            with open(journal, "rb") as file:
+                text = file.read()
+            for line in text.split(b"\n")[:-1]:  # the piece after the last \n is torn
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    break
+                commits.jobs.add(record["job"])
+                for kind, name, strategy, i, j, k, offset, count in record["blocks"]:
+                    if kind in wanted:
+                        key = ("placement" if kind == "p" else "connectivity", name)
+                        commits.blocks.setdefault(key, []).append(
+                            Block((i, j, k), strategy, count, data, offset))
+        return commits
+
+    def next_attempt(self) -> int:
+        """A number no earlier attempt used (its data or its journal)."""
+        if not self.path.is_dir():
+            return 1
+        used = [int(m[1]) for m in map(_ANY_SHARD.match, os.listdir(self.path)) if m]
+        return max(used, default=0) + 1

@@ -1,0 +1,134 @@
+"""A rank's shard: the rows its jobs made, appended, then committed in its journal.
+
+Any thread of the rank may write (the main rank runs two jobs at once); one lock keeps
+each job's rows contiguous and its commit line whole. Commits are batched ("group
+commit"): the data is ``fdatasync``-ed at most every :data:`COMMIT_INTERVAL` seconds,
+and only then are the jobs' lines appended to the journal, in one ``write``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..exceptions import StorageError
+from ._blocks import ROW
+from ._parts import storage_error
+
+__all__ = ["COMMIT_INTERVAL", "ShardWriter"]
+
+#: Seconds between two commits of a rank's jobs: the most work an interrupt can undo.
+COMMIT_INTERVAL = 0.2
+
+_KIND_TAG = {"placement": "p", "connectivity": "c"}
+
+
+class ShardWriter:
+    """Appends jobs' rows to ``data`` and commits them in ``journal``.
+
+    Files are created on the first write (a rank that writes nothing leaves nothing).
+    After an error (a full disk) every later write raises the same error at once.
+    """
+
+    def __init__(self, data: Path, journal: Path, network: Path):
+        self.data = data
+        self.journal = journal
+        self.network = network
+        self._lock = threading.Lock()
+        self._data_fd: int | None = None
+        self._journal_fd: int | None = None
+        self._offset = 0
+        self._pending: list[bytes] = []
+        self._last_commit = time.monotonic()
+        self._error: StorageError | None = None
+        self.committed = 0  #: jobs committed by this writer
+
+    def write_job(self, job: str, blocks: Sequence[tuple[str, str, str, tuple, np.ndarray]]) -> None:
+        """Append the rows of one job and queue its commit.
+
+        Args:
+            job: the job's key (the same on every rank and in every attempt).
+            blocks: ``(kind, set name, strategy, chunk, rows)`` per block; an empty
+                block is recorded too (the chunk was done and holds nothing).
+        """
+        records = []
+        with self._lock:
+            self._check()
+            try:
+                self._open()
+                for kind, name, strategy, chunk, rows in blocks:
+                    dtype, width = ROW[kind]
+                    rows = np.ascontiguousarray(rows, dtype=dtype).reshape(-1, width)
+                    self._append(rows)
+                    records.append([_KIND_TAG[kind], name, strategy, *map(int, chunk),
+                                    self._offset - rows.nbytes, len(rows)])
+            except OSError as error:
+                self._error = storage_error(self.data, error, "writing a job's results")
+                raise self._error from None
+            line = json.dumps({"job": job, "blocks": records}, separators=(",", ":"))
+            self._pending.append(line.encode() + b"\n")
+            if time.monotonic() - self._last_commit >= COMMIT_INTERVAL:
+                self._commit()
+
+    def flush(self) -> None:
+        """Commit every job written so far (a pool ended, or the run is interrupted)."""
+        with self._lock:
+            if self._error is None:
+                self._commit()
+
+    def close(self) -> None:
+        """Commit and close the files."""
+        with self._lock:
+            try:
+                if self._error is None:
+                    self._commit()
+            finally:
+                for fd in (self._data_fd, self._journal_fd):
+                    if fd is not None:
+                        os.close(fd)
+                self._data_fd = self._journal_fd = None
+
+    # --- inside the lock ------------------------------------------------------------
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _open(self) -> None:
+        if self._data_fd is None:
+            # Truncated: an earlier process of this attempt number never committed.
+            self._data_fd = os.open(self.data, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            self._offset = 0
+
+    def _append(self, rows: np.ndarray) -> None:
+        view = memoryview(rows.reshape(-1).view(np.uint8))
+        done = 0
+        while done < len(view):
+            done += os.pwrite(self._data_fd, view[done:], self._offset + done)
+        self._offset += len(view)
+
+    def _commit(self) -> None:
+        if not self._pending:
+            return
+        try:
+            os.fdatasync(self._data_fd)  # the rows are durable before they are committed
+            if self._journal_fd is None:
+                self._journal_fd = os.open(self.journal,
+                                           os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            batch = b"".join(self._pending)
+            written = os.write(self._journal_fd, batch)
+            if written != len(batch):  # a full disk mid-batch: the torn line is ignored
+                raise OSError(28, "No space left on device")
+        except OSError as error:
+            self._error = storage_error(self.journal, error, "committing jobs")
+            raise self._error from None
+        self.committed += len(self._pending)
+        self._pending.clear()
+        self._last_commit = time.monotonic()
+
