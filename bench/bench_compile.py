@@ -1,21 +1,27 @@
-"""Benchmark: compile the example network serially and under ``mpiexec -n 2, 3, 4``.
+"""Benchmark: compile the example network at 1x, 4x and 8x, serially and under mpiexec.
 
 Run it from anywhere (it launches the compiles itself)::
 
-    .venv/bin/python bench/bench_compile.py              # 3 repeats per rank count
-    .venv/bin/python bench/bench_compile.py --repeats 1 --ranks 1 2
+    .venv/bin/python bench/bench_compile.py                       # 1x 4x 8x, serial and -n 2
+    .venv/bin/python bench/bench_compile.py --sizes 1 --ranks 1 2 4 --repeats 1
 
-It prints a Markdown table: the compile time the command reports (placement and
-connectivity, from the first pool to the last), the wall time of the whole command
-(with interpreter and MPI start-up), and whether every file holds the same network as
-the serial one.
+Sizes: the example (``examples/cerebellum.yaml``, 400 x 400 µm), 4x (800 x 800) and 8x
+(1600 x 800). Runs alternate between rank counts (serial, -n 2, serial, ...) so that a
+busy machine slows both alike; each figure is the median of ``--repeats`` runs.
+
+Printed per size and rank count: wall time of the whole command (start-up included),
+the compile time, CPU seconds summed over ranks, the share of that CPU spent in the
+strategies' own ``place``/``connect`` (the rest is the framework: scheduling, reading
+cells, writing, merging), max RSS per rank, the file size, bytes the main rank received
+per job, MPI lock acquisitions, the speed-up over serial, and whether the file is the
+serial one. Then the serial CPU per connection at each size, against 1x.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -23,60 +29,103 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "cerebellum.yaml"
+RUNNER = Path(__file__).resolve().parent / "compile_run.py"
+SIZES = {1: (400, 400), 4: (800, 800), 8: (1600, 800)}
 
 
-def _command(ranks: int, config: Path, output: Path) -> list[str]:
-    command = [sys.executable, "-m", "neuroscaffold", "compile", str(config), "-o",
-               str(output), "--clear", "-q"]
+def _config(folder: Path, factor: int) -> Path:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["network"]["x"], data["network"]["z"] = SIZES[factor]
+    path = folder / f"cerebellum-{factor}x.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def compile_once(ranks: int, config: Path, output: Path) -> dict:
+    command = [sys.executable, str(RUNNER), str(config), str(output)]
     if ranks > 1:
         mpiexec = Path(sys.executable).parent / "mpiexec"
         command = [str(mpiexec if mpiexec.exists() else "mpiexec"), "-n", str(ranks), *command]
-    return command
-
-
-def compile_once(ranks: int, config: Path, output: Path) -> tuple[float, float, str]:
-    """(reported compile seconds, wall seconds, the summary line) of one compile."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     start = time.perf_counter()
-    done = subprocess.run(_command(ranks, config, output), capture_output=True, text=True,
-                          env=env, timeout=600)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     wall = time.perf_counter() - start
-    match = re.search(r"^(compiled .* in ([0-9.]+) s .*)$", done.stdout, re.M)
-    if done.returncode != 0 or match is None:
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
         raise SystemExit(f"compile on {ranks} rank(s) failed:\n{done.stdout}\n{done.stderr}")
-    return float(match[2]), wall, match[1]
+    result = json.loads(lines[-1])
+    result["wall_s"] = wall
+    return result
+
+
+def _median(runs: list[dict], key) -> float:
+    return statistics.median(key(run) for run in runs)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=EXAMPLE)
-    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8], choices=sorted(SIZES))
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
     from neuroscaffold.storage import canonical_contents
 
-    rows = []
-    reference = None
+    rows, per_connection = [], {}
     with tempfile.TemporaryDirectory(prefix="bench-compile-") as folder:
-        for ranks in args.ranks:
-            output = Path(folder) / f"n{ranks}.hdf5"
-            runs = [compile_once(ranks, args.config, output) for _ in range(args.repeats)]
-            contents = canonical_contents(output)
-            reference = contents if reference is None else reference
-            rows.append((ranks, [r[0] for r in runs], [r[1] for r in runs],
-                         contents == reference, runs[-1][2]))
-    print(f"Compile of `{args.config.name}` (median of {args.repeats}; {os.cpu_count()} cores)\n")
-    print("| ranks | compile (s) | wall incl. start-up (s) | same file as the first |")
-    print("|------:|------------:|------------------------:|:----------------------:|")
-    for ranks, compile_s, wall_s, same, _ in rows:
-        label = "serial" if ranks == 1 else f"mpiexec -n {ranks}"
-        print(f"| {label} | {statistics.median(compile_s):.2f} | "
-              f"{statistics.median(wall_s):.2f} | {'yes' if same else 'NO'} |")
-    print(f"\n{rows[-1][4]}")
+        folder = Path(folder)
+        for factor in args.sizes:
+            config = _config(folder, factor)
+            runs: dict[int, list[dict]] = {ranks: [] for ranks in args.ranks}
+            same = {}
+            for _ in range(args.repeats):
+                for ranks in args.ranks:  # alternating
+                    output = folder / f"{factor}x-n{ranks}.hdf5"
+                    runs[ranks].append(compile_once(ranks, config, output))
+            reference = canonical_contents(folder / f"{factor}x-n{args.ranks[0]}.hdf5")
+            for ranks in args.ranks:
+                same[ranks] = canonical_contents(folder / f"{factor}x-n{ranks}.hdf5") == reference
+            base = _median(runs[args.ranks[0]], lambda r: r["wall_s"])
+            for ranks in args.ranks:
+                rs = runs[ranks]
+                cpu = _median(rs, lambda r: sum(x["cpu"] for x in r["ranks"]))
+                strategy = _median(rs, lambda r: sum(x["strategy_cpu"] for x in r["ranks"]))
+                wall = _median(rs, lambda r: r["wall_s"])
+                rows.append({
+                    "size": f"{factor}x", "ranks": ranks, "wall": wall,
+                    "compile": _median(rs, lambda r: r["compile_s"]), "cpu": cpu,
+                    "strategies": strategy / cpu if cpu else 0.0,
+                    "rss": [round(x["max_rss_mb"]) for x in rs[-1]["ranks"]],
+                    "size_mb": rs[-1]["size"] / 1e6,
+                    "bytes_per_job": rs[-1]["ranks"][0]["received"] / rs[-1]["jobs"],
+                    "locks": sum(x["locks"] for x in rs[-1]["ranks"]),
+                    "speedup": base / wall, "same": same[ranks],
+                    "cells": rs[-1]["cells"], "connections": rs[-1]["connections"],
+                })
+                if ranks == 1:
+                    per_connection[factor] = cpu / rs[-1]["connections"]
+    print(f"Compile of the example network (median of {args.repeats}, alternating; "
+          f"{os.cpu_count()} cores)\n")
+    print("| size | ranks | wall (s) | compile (s) | CPU (s) | in strategies | max RSS/rank (MB) "
+          "| file (MB) | main rank recv/job (B) | MPI locks | speed-up | same file |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        label = "serial" if row["ranks"] == 1 else f"-n {row['ranks']}"
+        print(f"| {row['size']} ({row['cells']:,} cells, {row['connections']:,} pairs) | {label} "
+              f"| {row['wall']:.2f} | {row['compile']:.2f} | {row['cpu']:.2f} "
+              f"| {row['strategies']:.0%} | {row['rss']} | {row['size_mb']:.0f} "
+              f"| {row['bytes_per_job']:.0f} | {row['locks']} | {row['speedup']:.2f} "
+              f"| {'yes' if row['same'] else 'NO'} |")
+    if per_connection and min(per_connection) in per_connection:
+        first = per_connection[min(per_connection)]
+        print("\nSerial CPU per connection: " + ", ".join(
+            f"{factor}x {value * 1e6:.2f} µs ({value / first:.2f}x)"
+            for factor, value in sorted(per_connection.items())))
 
 
 if __name__ == "__main__":

@@ -13,12 +13,19 @@ __all__ = ["CellIndex", "CellSelection"]
 @dataclass
 class CellSelection:
     """Some cells of one type: ``positions`` (n, 3), their ``indices`` in the type's
-    placement set, and the network chunk each lies in (``chunks``, (n, 3) ints)."""
+    placement set, and the network chunk each lies in (``chunks``, (n, 3) ints, made
+    when first asked for)."""
 
     cell_type: Any
     positions: np.ndarray
     indices: np.ndarray
-    chunks: np.ndarray
+    _chunks: Any  # the chunks array, or a function that makes it
+
+    @property
+    def chunks(self) -> np.ndarray:
+        if callable(self._chunks):
+            self._chunks = self._chunks()
+        return self._chunks
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -41,5 +48,7 @@ class CellIndex:
 
     def select(self, chunks: Iterable[tuple] | None = None) -> CellSelection:
         """The cells in the network chunks ``chunks`` (every cell when None)."""
-        positions, indices, chunk_of = self.table.read(self.table.select(chunks))
-        return CellSelection(self.cell_type, positions, indices, chunk_of)
+        numbers = self.table.select(chunks)
+        positions, indices = self.table.read(numbers)
+        return CellSelection(self.cell_type, positions, indices,
+                             lambda: self.table.chunks_of(numbers))

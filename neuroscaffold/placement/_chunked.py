@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -12,7 +13,7 @@ import numpy as np
 from ..config._node import Node, config_root
 from ..chunks import Chunk, chunk_rng
 
-__all__ = ["ChunkedStrategy", "dependency_jobs", "job_key", "job_regions"]
+__all__ = ["ChunkedStrategy", "dependency_jobs", "job_key", "job_regions", "strategy_cpu_seconds"]
 
 
 def job_key(node: Any, region: Chunk) -> str:
@@ -32,6 +33,16 @@ class _RunningJob:
     strategy: Any
     chunk: Chunk
     collected: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+
+# CPU seconds this process spent inside strategies' own code (list.append is atomic).
+_strategy_cpu: list[float] = []
+
+
+def strategy_cpu_seconds() -> float:
+    """CPU seconds this process spent in strategies' ``place``/``connect`` (for
+    benchmarks: the rest of a compile's CPU is the framework's)."""
+    return float(sum(_strategy_cpu))
 
 
 # The job each thread runs. A rank may run two jobs of one strategy at once (the main
@@ -64,12 +75,16 @@ class ChunkedStrategy(Node):
 
     @contextlib.contextmanager
     def _job(self, chunk: Chunk) -> Iterator[_RunningJob]:
+        """Run the strategy's own code (``place``, ``connect``) for ``chunk``; its CPU
+        time is counted in :func:`strategy_cpu_seconds`."""
         previous = getattr(_running, "job", None)
         _running.job = _RunningJob(self, chunk)
+        started = time.thread_time()
         try:
             yield _running.job
         finally:
             _running.job = previous
+            _strategy_cpu.append(time.thread_time() - started)
 
     def pending(self, regions: list[Chunk]) -> list[Chunk]:
         """The ``regions`` whose jobs still have to run: all, except in a resumed

@@ -51,6 +51,7 @@ class BlockTable:
         self.blocks: list[Block] = [latest[key] for key in sorted(latest)]
         counts = np.fromiter((b.count for b in self.blocks), dtype=np.int64, count=len(self.blocks))
         self.counts = counts
+        self.chunk_array = np.array([b.chunk for b in self.blocks], dtype=np.int64).reshape(-1, 3)
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._by_chunk: dict[tuple, list[int]] = {}
         for number, block in enumerate(self.blocks):
@@ -80,22 +81,24 @@ class BlockTable:
         wanted = {tuple(int(v) for v in chunk) for chunk in chunks}
         return sorted(n for chunk in wanted for n in self._by_chunk.get(chunk, ()))
 
-    def read(self, numbers: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The rows of blocks ``numbers``: ``(rows, indices, chunks)``, each row's index
-        in the set and its chunk (``(n, 3)`` int64), with one ``pread`` per block."""
-        numbers = list(numbers)
-        counts = self.counts[numbers] if numbers else np.empty(0, dtype=np.int64)
+    def read(self, numbers: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of blocks ``numbers`` and each row's index in the set, with one
+        ``pread`` per block."""
+        numbers = np.asarray(numbers, dtype=np.int64)
+        counts = self.counts[numbers]
         total = int(counts.sum())
         rows = np.empty((total, self.width), dtype=self.dtype)
-        indices = np.empty(total, dtype=np.int64)
-        chunks = np.empty((total, 3), dtype=np.int64)
-        read_rows(rows, [self.blocks[n] for n in numbers], self.row_bytes)
-        at = 0
-        for n, count in zip(numbers, counts.tolist()):
-            indices[at:at + count] = np.arange(self.starts[n], self.starts[n] + count)
-            chunks[at:at + count] = self.blocks[n].chunk
-            at += count
-        return rows, indices, chunks
+        read_rows(rows, [self.blocks[n] for n in numbers.tolist()], self.row_bytes)
+        # row r of block n is set row starts[n] + r
+        first_out = np.cumsum(counts) - counts
+        indices = np.arange(total, dtype=np.int64) + np.repeat(self.starts[numbers] - first_out,
+                                                               counts)
+        return rows, indices
+
+    def chunks_of(self, numbers: Sequence[int]) -> np.ndarray:
+        """The chunk of each row of blocks ``numbers`` (``(n, 3)`` int64)."""
+        numbers = np.asarray(numbers, dtype=np.int64)
+        return np.repeat(self.chunk_array[numbers], self.counts[numbers], axis=0)
 
 
 def read_rows(out: np.ndarray, blocks: Sequence[Block], row_bytes: int) -> None:

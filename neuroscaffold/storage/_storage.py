@@ -66,6 +66,7 @@ class HDF5Storage:
         self._lock: WriterLock | None = None  # held by the main rank while writing
         self._writer: ShardWriter | None = None
         self._session: SessionInfo | None = None
+        self._readable: dict | None = None  # placement blocks committed before this phase
 
     def __repr__(self) -> str:
         return f"<HDF5Storage {str(self.path)!r}>"
@@ -246,6 +247,7 @@ class HDF5Storage:
         """Every rank: take part in ``session`` (writes go to this rank's shard)."""
         self._session = session
         self._writer = None
+        self._readable = None
 
     @property
     def session(self) -> SessionInfo | None:
@@ -264,7 +266,9 @@ class HDF5Storage:
         return self._writer
 
     def flush(self) -> int:
-        """Every rank: commit what this rank wrote; the number of jobs it committed."""
+        """Every rank: commit what this rank wrote; the number of jobs it committed.
+        (Called when a pool ends: the next phase reads what every rank committed.)"""
+        self._readable = None
         if self._writer is None:
             return 0
         self._writer.flush()
@@ -279,9 +283,10 @@ class HDF5Storage:
             with NetworkFile(Path(base)) as file:
                 if cell_type in file.names("placement"):
                     blocks.extend(file.table("placement", cell_type).blocks)
-        if self.parts.path.is_dir():
-            blocks.extend(self.parts.commits(kinds=("placement",)).blocks.get(
-                ("placement", cell_type), []))
+        if self._readable is None:
+            self._readable = self.parts.commits(kinds=("placement",)).blocks \
+                if self.parts.path.is_dir() else {}
+        blocks.extend(self._readable.get(("placement", cell_type), []))
         return BlockTable("placement", cell_type, blocks)
 
     def committed_jobs(self) -> int:

@@ -1,17 +1,18 @@
 """A rank's shard: the rows its jobs made, appended, then committed in its journal.
 
 Any thread of the rank may write (the main rank runs two jobs at once); one lock keeps
-each job's rows contiguous and its commit line whole. Commits are batched ("group
-commit"): the data is ``fdatasync``-ed at most every :data:`COMMIT_INTERVAL` seconds,
-and only then are the jobs' lines appended to the journal, in one ``write``.
+each job's rows contiguous. Commits are batched ("group commit") by a thread of the
+writer: every :data:`COMMIT_INTERVAL` seconds it ``fdatasync``-s the data and only then
+appends the jobs' lines to the journal, in one ``write``. Jobs never wait for the disk
+(an ``fdatasync`` takes milliseconds here), and ``flush`` commits at once.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -40,17 +41,19 @@ class ShardWriter:
         self.data = data
         self.journal = journal
         self.network = network
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # data offset, pending lines
+        self._commit_lock = threading.Lock()  # one commit at a time, journal in order
         self._data_fd: int | None = None
         self._journal_fd: int | None = None
         self._offset = 0
         self._pending: list[bytes] = []
-        self._last_commit = time.monotonic()
         self._error: StorageError | None = None
+        self._committer: threading.Thread | None = None
+        self._stop = threading.Event()
         self.committed = 0  #: jobs committed by this writer
 
     def write_job(self, job: str, blocks: Sequence[tuple[str, str, str, tuple, np.ndarray]]) -> None:
-        """Append the rows of one job and queue its commit.
+        """Append the rows of one job; it is committed within :data:`COMMIT_INTERVAL`.
 
         Args:
             job: the job's key (the same on every rank and in every attempt).
@@ -73,22 +76,22 @@ class ShardWriter:
                 raise self._error from None
             line = json.dumps({"job": job, "blocks": records}, separators=(",", ":"))
             self._pending.append(line.encode() + b"\n")
-            if time.monotonic() - self._last_commit >= COMMIT_INTERVAL:
-                self._commit()
 
     def flush(self) -> None:
         """Commit every job written so far (a pool ended, or the run is interrupted)."""
-        with self._lock:
-            if self._error is None:
-                self._commit()
+        self._commit()
+        self._check()
 
     def close(self) -> None:
-        """Commit and close the files."""
-        with self._lock:
-            try:
-                if self._error is None:
-                    self._commit()
-            finally:
+        """Commit, stop the committer and close the files."""
+        self._stop.set()
+        if self._committer is not None and self._committer is not threading.current_thread():
+            self._committer.join()
+        try:
+            self._commit()
+            self._check()
+        finally:
+            with self._lock:
                 for fd in (self._data_fd, self._journal_fd):
                     if fd is not None:
                         os.close(fd)
@@ -105,6 +108,9 @@ class ShardWriter:
             # Truncated: an earlier process of this attempt number never committed.
             self._data_fd = os.open(self.data, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             self._offset = 0
+            self._committer = threading.Thread(target=self._commit_regularly, daemon=True,
+                                               name=f"commit {self.data.name}")
+            self._committer.start()
 
     def _append(self, rows: np.ndarray) -> None:
         view = memoryview(rows.reshape(-1).view(np.uint8))
@@ -113,22 +119,32 @@ class ShardWriter:
             done += os.pwrite(self._data_fd, view[done:], self._offset + done)
         self._offset += len(view)
 
-    def _commit(self) -> None:
-        if not self._pending:
-            return
-        try:
-            os.fdatasync(self._data_fd)  # the rows are durable before they are committed
-            if self._journal_fd is None:
-                self._journal_fd = os.open(self.journal,
-                                           os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            batch = b"".join(self._pending)
-            written = os.write(self._journal_fd, batch)
-            if written != len(batch):  # a full disk mid-batch: the torn line is ignored
-                raise OSError(28, "No space left on device")
-        except OSError as error:
-            self._error = storage_error(self.journal, error, "committing jobs")
-            raise self._error from None
-        self.committed += len(self._pending)
-        self._pending.clear()
-        self._last_commit = time.monotonic()
+    # --- commits ----------------------------------------------------------------------
 
+    def _commit_regularly(self) -> None:
+        while not self._stop.wait(COMMIT_INTERVAL):
+            try:
+                self._commit()
+            except Exception:
+                return  # the error is kept: the next write or flush raises it
+
+    def _commit(self) -> None:
+        with self._commit_lock:
+            with self._lock:
+                if self._error is not None or not self._pending:
+                    return
+                batch, self._pending = self._pending, []
+                data_fd = self._data_fd
+            try:
+                os.fdatasync(data_fd)  # the rows are durable before they are committed
+                if self._journal_fd is None:
+                    self._journal_fd = os.open(self.journal,
+                                               os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                lines = b"".join(batch)
+                if os.write(self._journal_fd, lines) != len(lines):
+                    # a full disk mid-batch: the torn line is ignored when read
+                    raise OSError(errno.ENOSPC, "No space left on device")
+            except OSError as error:
+                self._error = storage_error(self.journal, error, "committing jobs")
+                raise self._error from None
+            self.committed += len(batch)

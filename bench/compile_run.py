@@ -1,0 +1,87 @@
+"""One measured compile, serially or under ``mpiexec -n K`` (used by ``bench_compile.py``).
+
+    python bench/compile_run.py CONFIG OUT
+
+Compiles CONFIG into OUT (``--clear``), exactly as ``neuroscaffold compile`` does, and
+prints one JSON line from the main rank with, per rank: CPU seconds of the compile,
+CPU seconds inside the strategies' own ``place``/``connect``, max RSS, and the bytes
+the main rank received from the others (the pool's messages), plus the MPI lock
+acquisitions (a compile takes none).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def _count_received() -> list[int]:
+    """Count the bytes of every pool message this rank receives (benchmark only)."""
+    from neuroscaffold.services.pool import _wire
+
+    received = [0]
+    poll = _wire.Inbox.poll
+
+    def counting_poll(self):
+        message = poll(self)
+        if message is not None:
+            received[0] += len(message[1])
+        return message
+
+    _wire.Inbox.poll = counting_poll
+    return received
+
+
+def _count_locks() -> list[int]:
+    from neuroscaffold import services
+
+    taken = [0]
+    lock = services.MPILock
+
+    class Counting:
+        def sync(self, *args, **kwargs):
+            taken[0] += 1
+            return lock.sync(*args, **kwargs)
+
+    services.register_service("MPILock", Counting())
+    return taken
+
+
+def main() -> None:
+    config, output = sys.argv[1], sys.argv[2]
+    from neuroscaffold import Configuration, Network
+    from neuroscaffold.network import _planned_jobs
+    from neuroscaffold.placement._chunked import strategy_cpu_seconds
+    from neuroscaffold.services import MPI
+
+    received, locks = _count_received(), _count_locks()
+    network = Network(Configuration.from_file(config), output)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.perf_counter()
+    network.compile(clear=True, quiet=True)
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    mine = {
+        "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "strategy_cpu": strategy_cpu_seconds(),
+        "max_rss_mb": after.ru_maxrss / 1024,
+        "received": received[0],
+        "locks": locks[0],
+    }
+    ranks = MPI.gather(mine)
+    if MPI.get_rank() == 0:
+        summary = network.storage.summary()
+        print(json.dumps({
+            "compile_s": elapsed,
+            "ranks": ranks,
+            "jobs": sum(_planned_jobs(network, set()).values()),
+            "cells": sum(summary["cells"].values()),
+            "connections": sum(c for *_, c in summary["connections"].values()),
+            "size": summary["size"],
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Ctrl-C and SIGTERM at random moments of a parallel compile: the run ends within
+seconds with exit code 130 and one line from the main rank, the network says it is
+unfinished, and ``--resume`` (at any rank count) gives the file of an uninterrupted
+compile. Signals go to ``mpiexec`` (which forwards them to every rank) or to one rank
+only (which must stop the whole run, not hang it).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from neuroscaffold.storage import canonical_contents
+from tests.storage._crash import (
+    INTERRUPTED,
+    compile_cmd,
+    finish,
+    interrupted_lines,
+    library_noise,
+    rank_pids,
+    run,
+    show,
+    start,
+    write_config,
+)
+
+#: How long a run may take after the signal before it counts as a hang.
+AFTER_SIGNAL = 20.0
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The example configuration and the contents of its uninterrupted serial compile."""
+    folder = tmp_path_factory.mktemp("interrupt-reference")
+    config = write_config(folder)
+    out = folder / "reference.hdf5"
+    begin = time.monotonic()
+    outcome = run(compile_cmd(config, out), timeout=120)
+    elapsed = time.monotonic() - begin
+    assert outcome.returncode == 0, outcome.describe()
+    return config, canonical_contents(out), elapsed
+
+
+def _wait_for(path: Path, proc, timeout: float = 30.0) -> bool:
+    """Wait until ``path`` exists (True) or ``proc`` ended (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.005)
+    raise AssertionError(f"{path} did not appear within {timeout} s")
+
+
+def _clean(out: Path) -> None:
+    if out.exists():
+        out.unlink()
+    shutil.rmtree(Path(f"{out}.parts"), ignore_errors=True)
+
+
+def _check_after(outcome, out: Path, config: Path, expected, resume_n, what: str,
+                 total: dict) -> str:
+    """Check an interrupted (or finished) run, resume it, compare with ``expected``."""
+    noise = library_noise(outcome.stderr + outcome.stdout)
+    if noise or outcome.returncode not in (0, 130):
+        state = "no file"
+        if out.exists():
+            state = (show(out).stdout.splitlines() or ["show printed nothing"])[0]
+        raise AssertionError(f"{what}: exit code {outcome.returncode}, library warnings or "
+                             f"a traceback {noise}; afterwards: {state}\n{outcome.describe()}")
+    if outcome.returncode == 0:
+        assert canonical_contents(out) == expected, f"{what}: finished, but not the reference"
+        assert not Path(f"{out}.parts").exists(), f"{what}: finished, parts left"
+        return "finished"
+    assert outcome.returncode == 130, f"{what}: not exit code 130\n{outcome.describe()}"
+    lines = interrupted_lines(outcome.stderr)
+    assert len(lines) == 1, f"{what}: not one 'interrupted' line\n{outcome.describe()}"
+    match = INTERRUPTED.match(lines[0])
+    assert match, f"{what}: not the interrupted line\n{outcome.describe()}"
+    committed, planned = int(match[1]), int(match[2])
+    assert 0 <= committed <= planned, outcome.describe()
+    total.setdefault("planned", planned)
+    assert planned == total["planned"], f"{what}: jobs planned changed\n{outcome.describe()}"
+    shown = show(out)
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, \
+        f"{what}: show failed after the interrupt\n{shown.describe()}"
+    first = shown.stdout.splitlines()[0] if shown.stdout else ""
+    assert f"in {out}: UNFINISHED, an unfinished compile: " in first, \
+        f"{what}: show does not say UNFINISHED\n{shown.describe()}\n{outcome.describe()}"
+    counts = first.split("an unfinished compile: ")[1].split(" jobs committed")[0]
+    shown_committed, shown_planned = (int(x.replace(",", "")) for x in counts.split(" of "))
+    assert shown_planned == planned and shown_committed >= committed, \
+        f"{what}: show and the interrupted line disagree\n{shown.stdout}\n{outcome.stderr}"
+    resumed = run(compile_cmd(config, out, resume_n, "--resume"), timeout=90)
+    assert resumed.returncode == 0, f"{what}: resume at n={resume_n} failed\n{resumed.describe()}"
+    assert not library_noise(resumed.stderr + resumed.stdout), resumed.describe()
+    assert not Path(f"{out}.parts").exists(), f"{what}: resume left the parts"
+    assert canonical_contents(out) == expected, \
+        f"{what}: resumed at n={resume_n}, not the contents of an uninterrupted compile"
+    return f"interrupted at {committed}/{planned}"
+
+
+def _resume_ranks(k: int, i: int) -> int | None:
+    """Resume at the same rank count, serially, or at the other K."""
+    return (k, None, 5 - k)[i % 3]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("k", [2, 3])
+def test_interrupts_sent_to_mpiexec_at_random_moments(reference, tmp_path, k):
+    config, expected, _ = reference
+    out = tmp_path / "net.hdf5"
+    # How long a compile at K ranks takes, from its start and from its parts directory.
+    begin = time.monotonic()
+    proc = start(compile_cmd(config, out, k))
+    assert _wait_for(Path(f"{out}.parts"), proc)
+    started = time.monotonic()
+    outcome = finish(proc, 90)
+    assert outcome.returncode == 0, outcome.describe()
+    assert not library_noise(outcome.stderr + outcome.stdout), outcome.describe()
+    assert canonical_contents(out) == expected
+    duration = time.monotonic() - started
+    assert time.monotonic() - begin < 60
+    rng = random.Random(k)
+    seen: list[str] = []
+    failures: list[str] = []
+    total: dict = {}
+    for i in range(20):
+        _clean(out)
+        signum = (signal.SIGINT, signal.SIGTERM)[i % 2]
+        delay = rng.uniform(0, duration * 1.1)
+        what = f"K={k} run {i}: {signal.Signals(signum).name} to mpiexec {delay:.3f} s in"
+        proc = start(compile_cmd(config, out, k))
+        if _wait_for(Path(f"{out}.parts"), proc):
+            time.sleep(delay)
+            if proc.poll() is None:
+                os.kill(proc.pid, signum)
+        try:
+            outcome = finish(proc, AFTER_SIGNAL, what)
+            seen.append(_check_after(outcome, out, config, expected, _resume_ranks(k, i),
+                                     what, total))
+        except AssertionError as failure:  # go on: every failing moment is reported
+            failures.append(str(failure))
+    assert not failures, f"{len(failures)} of 20 runs failed:\n\n" + "\n\n".join(failures)
+    # The random moments must mostly land inside the compile.
+    assert sum(s.startswith("interrupted") for s in seen) >= 10, seen
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("k", [2, 3])
+def test_an_interrupt_sent_to_one_rank_stops_the_run(reference, tmp_path, k):
+    config, expected, duration = reference
+    out = tmp_path / "net.hdf5"
+    rng = random.Random(100 + k)
+    failures: list[str] = []
+    total: dict = {}
+    for i in range(5):
+        _clean(out)
+        signum = (signal.SIGINT, signal.SIGTERM)[i % 2]
+        delay = rng.uniform(0, duration * 0.5)
+        proc = start(compile_cmd(config, out, k))
+        ranks = rank_pids(proc, k)
+        assert len(ranks) == k, f"found ranks {ranks} of mpiexec {proc.pid}"
+        victim = rng.choice(ranks)
+        what = (f"K={k} run {i}: {signal.Signals(signum).name} to rank pid {victim} "
+                f"(of {ranks}) {delay:.3f} s in")
+        if _wait_for(Path(f"{out}.parts"), proc):
+            time.sleep(delay)
+            if proc.poll() is None:
+                os.kill(victim, signum)
+        try:
+            outcome = finish(proc, AFTER_SIGNAL, what)
+            _check_after(outcome, out, config, expected, _resume_ranks(k, i), what, total)
+        except AssertionError as failure:  # go on: every failing moment is reported
+            failures.append(str(failure))
+    assert not failures, f"{len(failures)} of 5 runs failed:\n\n" + "\n\n".join(failures)
