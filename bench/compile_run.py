@@ -52,7 +52,7 @@ def _count_locks() -> list[int]:
 def main() -> None:
     config, output = sys.argv[1], sys.argv[2]
     from neuroscaffold import Configuration, Network
-    from neuroscaffold.network import _planned_jobs
+    from neuroscaffold._writing import planned_jobs as _planned_jobs
     from neuroscaffold.placement._chunked import strategy_cpu_seconds
     from neuroscaffold.services import MPI
 

@@ -1,5 +1,5 @@
 """``python -m neuroscaffold``: the command line (see :mod:`neuroscaffold.cli`)."""
 
-from .cli import main
+from .cli import program
 
-raise SystemExit(main())
+program()

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ._writing import WritingRun, on_main as _on_main, open_compile, open_pool_session
 from .config import Configuration
-from .exceptions import CompileInterrupted, StorageError, WorkflowError
+from .exceptions import StorageError
 from .services.pool import JobPool
-from .storage import ConnectivitySet, HDF5Storage, NetworkState, PlacementSet
+from .storage import ConnectivitySet, HDF5Storage, PlacementSet
 
 __all__ = ["Network", "Scaffold", "from_storage"]
 
@@ -122,7 +122,6 @@ class Network:
                 is never overwritten silently), or the path holds something else.
             CompileInterrupted: Ctrl-C or SIGTERM; the committed work is kept.
         """
-        from .services import MPI
         from .services.pool import Workflow
 
         chosen = [name for name, on in (("clear", clear), ("append", append),
@@ -133,8 +132,9 @@ class Network:
             raise StorageError(f"{self.storage.path}: a compile or pool is already writing "
                                "this network")
         configuration = self.configuration.to_json()
-        session = _on_main(lambda: open_compile(self, configuration, chosen[0] if chosen else None))
-        self.storage.attach(session)
+        self.storage.attach(_on_main(
+            lambda: open_compile(self, configuration, chosen[0] if chosen else None)))
+        run = WritingRun(self)
         try:
             workflow = Workflow(list(PHASES))
             for number, section in enumerate((self.placement, self.connectivity)):
@@ -145,34 +145,14 @@ class Network:
                     if pool.is_main():
                         pool.schedule(_in_dependency_order(section))
                     pool.execute()
+                run.checkpoint()  # every rank's results of the phase are committed
             workflow.next_phase()
-            self.storage.merge(MPI, configuration, self._connection_meta())
+            run.merge(configuration)
         except BaseException as error:
-            replacement = self._abandon(error)
+            replacement = run.abandon(error)
             if replacement is error:
                 raise
             raise replacement from None
-
-    def _abandon(self, error: BaseException) -> BaseException:
-        """Stop writing after ``error``: commit what this rank finished, keep the parts
-        for a resume, and say how far the compile got."""
-        storage = self.storage
-        try:
-            storage.flush()
-        except StorageError:
-            pass
-        _bounded_barrier(5.0)  # the others commit too, unless they are gone
-        storage.end_session()
-        if not _is_interrupt(error):
-            return error
-        line = "interrupted"
-        from .services import MPI
-
-        if MPI.get_rank() == 0:
-            progress = storage.progress()
-            line = (f"interrupted: {progress.committed} of {progress.total} jobs committed; "
-                    "resume with --resume")
-        return CompileInterrupted(line)
 
     def job_done(self, key: str, node: Any) -> bool:
         """Whether the job ``key`` of ``node`` need not run in this session: committed
@@ -181,11 +161,6 @@ class Network:
         if session is None:
             return False
         return node.get_node_name() in session.skip or key in session.done
-
-    def _connection_meta(self) -> dict[str, dict[str, str]]:
-        return {name: {"presynaptic": strategy.presynaptic.name,
-                       "postsynaptic": strategy.postsynaptic.name}
-                for name, strategy in self.connectivity.items()}
 
     # --- job pools ------------------------------------------------------------------
 
@@ -208,29 +183,10 @@ class Network:
     def _pool_closed(self, own_session: bool, error: BaseException | None) -> None:
         """Every rank, as a pool of this network closes: commit this rank's results;
         at the end of a pool's own session, merge them into the network file."""
-        from .services import MPI
-
-        storage = self.storage
-        try:
-            committed = storage.flush()
-        except StorageError:
-            if own_session:
-                storage.end_session()
-            raise
-        if not own_session:
-            if error is None and MPI.get_size() > 1:
-                MPI.barrier()  # a phase boundary: every rank's results are committed
-            return
-        if error is not None and (_is_interrupt(error) or not isinstance(error, Exception)):
-            _bounded_barrier(5.0)
-            storage.end_session()  # the parts stay: the next pool session merges them
-            return
-        wrote = committed if MPI.get_size() == 1 else sum(MPI.allgather(committed))
-        if wrote or _on_main(lambda: storage.committed_jobs() > 0):
-            storage.merge(MPI, self.configuration.to_json(), self._connection_meta())
+        if own_session:
+            WritingRun(self).end_pool_session(error)
         else:
-            _on_main(storage.parts.remove)
-            storage.end_session()
+            self.storage.flush()  # the compile agrees on the phase's end (checkpoint)
 
 
 class _NetworkPool(JobPool):
@@ -248,133 +204,6 @@ class _NetworkPool(JobPool):
             return super().__exit__(exc_type, exc, tb)
         finally:
             self.network._pool_closed(self._own_session, exc)
-
-
-def open_compile(network: Network, configuration: str, choice: str | None):
-    """Main rank: check what the path holds against ``choice`` and open the session."""
-    storage = network.storage
-    path = storage.path
-    try:
-        state = storage.state()
-    except StorageError as error:
-        if "damaged" in str(error) and choice == "clear":
-            state = NetworkState.MISSING  # replaced as a whole: its stub goes over it
-        elif "damaged" in str(error):
-            raise StorageError(f"{error}; --clear replaces it") from None
-        else:
-            raise StorageError(f"{error}; refusing to overwrite it: choose another "
-                               "output path") from None
-    unfinished = storage.parts.exists()
-    if choice == "resume" and unfinished:
-        return storage.open_session("compile", configuration, resume=True)
-    if choice == "resume" and state is NetworkState.COMPLETE:
-        raise StorageError(f"{path}: nothing to resume: the network is complete")
-    if choice == "resume" and state is NetworkState.INCOMPLETE:
-        raise StorageError(f"{path}: {storage.progress().describe()}")
-    if choice is None and state is NetworkState.COMPLETE:
-        hint = (" (and an unfinished recompile of it waits in "
-                f"{storage.parts.path.name}: --resume finishes it)") if unfinished else ""
-        raise StorageError(f"{path}: already holds a compiled network{hint}; choose to "
-                           "rebuild it (--clear) or to add the strategies it does not have "
-                           "(--append)")
-    if choice is None and (state is NetworkState.INCOMPLETE or unfinished):
-        raise StorageError(f"{path}: holds an unfinished network ({storage.progress().committed}"
-                           f" of {storage.progress().total} jobs committed); finish it "
-                           "(--resume) or start over (--clear)")
-    if choice == "append":
-        if state is not NetworkState.COMPLETE:
-            raise StorageError(f"{path}: no complete network to append to"
-                               + ("; finish it first (--resume)" if unfinished else ""))
-        skip = appendable(network, storage.read_configuration())
-        jobs = _planned_jobs(network, skip)
-        session = storage.open_session("compile", configuration, jobs, base=True)
-        session.skip = frozenset(skip)
-        return session
-    # new, clear, or resume of nothing: a new network; an old one stays until replaced
-    keep = state is NetworkState.COMPLETE
-    return storage.open_session("compile", configuration, _planned_jobs(network, set()),
-                                stub=not keep)
-
-
-def open_pool_session(storage: HDF5Storage, configuration: str):
-    """Main rank: open the writing session of a pool opened on a network."""
-    state = storage.state()
-    if storage.parts.exists():
-        if storage.parts.manifest().get("mode") != "pool":
-            raise StorageError(f"{storage.path}: {storage.progress().describe()}; "
-                               "finish it before opening pools on it")
-        # an interrupted pool session: its committed work is merged with this one's
-        return storage.open_session("pool", configuration, resume=True)
-    return storage.open_session("pool", configuration, base=state is NetworkState.COMPLETE,
-                                stub=False)
-
-
-def appendable(network: Network, stored: dict) -> set[str]:
-    """The node names of the strategies the stored network already has; raises when
-    the configuration does not extend the stored one."""
-    new = network.configuration.to_dict()
-    path = network.storage.path
-    for section in ("network", "seed", "partitions", "cell_types"):
-        if stored.get(section) != new.get(section):
-            raise StorageError(f"{path}: cannot append: the configuration's '{section}' "
-                               "differs from the stored network's; use --clear to rebuild")
-    kept = set()
-    placed = set()
-    for section, nodes in (("placement", network.placement), ("connectivity", network.connectivity)):
-        old = stored.get(section) or {}
-        for name in old:
-            if name not in nodes:
-                raise StorageError(f"{path}: cannot append: the stored {section} strategy "
-                                   f"'{name}' is missing from the configuration")
-            if old[name] != new[section][name]:
-                raise StorageError(f"{path}: cannot append: {section}.{name} differs from "
-                                   "the stored network's; use --clear to rebuild")
-            kept.add(nodes[name].get_node_name())
-            if section == "placement":
-                placed.update(ct.name for ct in nodes[name].cell_types)
-    for name, strategy in network.placement.items():
-        if strategy.get_node_name() not in kept:
-            again = sorted(placed & {ct.name for ct in strategy.cell_types})
-            if again:
-                raise StorageError(f"{path}: cannot append placement.{name}: cell type "
-                                   f"'{again[0]}' is placed already (more cells would change "
-                                   "the indices that stored connections use); use --clear")
-    if len(kept) == len(network.placement) + len(network.connectivity):
-        raise StorageError(f"{path}: nothing to append: the network already has every "
-                           "strategy of the configuration")
-    return kept
-
-
-def _planned_jobs(network: Network, skip: set[str]) -> dict[str, int]:
-    """Strategy node name -> number of jobs a compile queues for it."""
-    return {node.get_node_name(): len(node.get_chunks())
-            for section in (network.placement, network.connectivity)
-            for node in section.values() if node.get_node_name() not in skip}
-
-
-def _is_interrupt(error: BaseException) -> bool:
-    if isinstance(error, KeyboardInterrupt):
-        return True
-    return isinstance(error, WorkflowError) and "KeyboardInterrupt" in str(error)
-
-
-def _bounded_barrier(seconds: float) -> bool:
-    """Wait at most ``seconds`` for every rank to get here (after an error, a rank may
-    be gone: never wait forever)."""
-    from .services import MPI
-
-    comm = MPI.get_communicator()
-    if comm is None or comm.Get_size() == 1:
-        return True
-    request = comm.Ibarrier()
-    deadline = time.monotonic() + seconds
-    pause = 1e-4
-    while not request.Test():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(pause)
-        pause = min(pause * 2, 0.01)
-    return True
 
 
 Scaffold = Network
@@ -410,24 +239,6 @@ def _as_storage(storage: Any) -> HDF5Storage:
 
 def _temporary_path() -> str:
     return str(Path(tempfile.mkdtemp(prefix="neuroscaffold-")) / "network.hdf5")
-
-
-def _on_main(fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` on the main rank and give its result (or its error) to every rank."""
-    from .services import MPI
-
-    outcome = None
-    if MPI.get_rank() == 0:
-        try:
-            outcome = (True, fn())
-        except Exception as error:  # handed to every rank, raised below
-            outcome = (False, error)
-    if MPI.get_size() > 1:
-        outcome = MPI.bcast(outcome, root=0)
-    ok, value = outcome
-    if not ok:
-        raise value
-    return value
 
 
 def _in_dependency_order(section: dict) -> list:

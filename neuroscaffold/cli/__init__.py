@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from typing import Sequence
 
 from ..exceptions import CompileInterrupted, NeuroscaffoldError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "program"]
 
 _COMMANDS = ("_compile", "_show", "_report")
 _OPTIONAL = frozenset({"_report"})  # written separately; registered when present
@@ -53,3 +54,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             line = str(interrupt) if isinstance(interrupt, CompileInterrupted) else "interrupted"
             print(f"neuroscaffold: {line}", file=sys.stderr)
         return 130
+
+
+def program() -> None:
+    """The ``neuroscaffold`` program: run :func:`main` and exit with its code.
+
+    Once the command has ended, SIGINT and SIGTERM are ignored: a Ctrl-C that arrives
+    while the interpreter and MPI shut down would otherwise kill the process by the
+    signal, which ``mpiexec`` reports as a crash of the application.
+    """
+    code = main()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)

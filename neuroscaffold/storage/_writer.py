@@ -27,6 +27,10 @@ __all__ = ["COMMIT_INTERVAL", "ShardWriter"]
 #: Seconds between two commits of a rank's jobs: the most work an interrupt can undo.
 COMMIT_INTERVAL = 0.2
 
+#: Bytes kept free for the journal: a job is refused before the disk is full, so that
+#: the jobs written before it can still be committed.
+RESERVE = 1 << 20
+
 _KIND_TAG = {"placement": "p", "connectivity": "c"}
 
 
@@ -61,10 +65,12 @@ class ShardWriter:
                 block is recorded too (the chunk was done and holds nothing).
         """
         records = []
+        size = sum(np.asarray(rows).size * 8 for *_, rows in blocks)
         with self._lock:
             self._check()
             try:
                 self._open()
+                self._make_room(size)
                 for kind, name, strategy, chunk, rows in blocks:
                     dtype, width = ROW[kind]
                     rows = np.ascontiguousarray(rows, dtype=dtype).reshape(-1, width)
@@ -72,10 +78,15 @@ class ShardWriter:
                     records.append([_KIND_TAG[kind], name, strategy, *map(int, chunk),
                                     self._offset - rows.nbytes, len(rows)])
             except OSError as error:
-                self._error = storage_error(self.data, error, "writing a job's results")
-                raise self._error from None
-            line = json.dumps({"job": job, "blocks": records}, separators=(",", ":"))
-            self._pending.append(line.encode() + b"\n")
+                self._error = failure = storage_error(self.data, error,
+                                                      "writing a job's results")
+            else:
+                line = json.dumps({"job": job, "blocks": records}, separators=(",", ":"))
+                self._pending.append(line.encode() + b"\n")
+                return
+        # The jobs written before this one are still committed, in the room kept for it.
+        self._commit(after_error=True)
+        raise failure from None
 
     def flush(self) -> None:
         """Commit every job written so far (a pool ended, or the run is interrupted)."""
@@ -112,6 +123,11 @@ class ShardWriter:
                                                name=f"commit {self.data.name}")
             self._committer.start()
 
+    def _make_room(self, size: int) -> None:
+        stats = os.fstatvfs(self._data_fd)
+        if stats.f_bavail * stats.f_frsize < size + RESERVE:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
     def _append(self, rows: np.ndarray) -> None:
         view = memoryview(rows.reshape(-1).view(np.uint8))
         done = 0
@@ -128,10 +144,10 @@ class ShardWriter:
             except Exception:
                 return  # the error is kept: the next write or flush raises it
 
-    def _commit(self) -> None:
+    def _commit(self, after_error: bool = False) -> None:
         with self._commit_lock:
             with self._lock:
-                if self._error is not None or not self._pending:
+                if (self._error is not None and not after_error) or not self._pending:
                     return
                 batch, self._pending = self._pending, []
                 data_fd = self._data_fd
@@ -145,6 +161,7 @@ class ShardWriter:
                     # a full disk mid-batch: the torn line is ignored when read
                     raise OSError(errno.ENOSPC, "No space left on device")
             except OSError as error:
-                self._error = storage_error(self.journal, error, "committing jobs")
+                if self._error is None:
+                    self._error = storage_error(self.journal, error, "committing jobs")
                 raise self._error from None
             self.committed += len(batch)

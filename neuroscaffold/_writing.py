@@ -1,0 +1,304 @@
+"""Writing a network: opening a session (what the path holds, what a compile may do),
+and ending it on every rank at once, whatever happened on each.
+
+A compile is a *writing run*: the main rank opens the session (:func:`open_compile`),
+every rank writes its jobs' results through its shard, and the run passes agreement
+points (:mod:`._agreement`): after each phase, and before the merge. Every rank arrives
+at each one with how its part ended, and leaves with the worst outcome of all, so that
+the ranks merge together, or stop together, keeping what was committed. An interrupt
+during the merge is held back until the merge has ended (it is short), so that no rank
+leaves a collective the others are in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from ._agreement import Outcome, agree, share
+from .exceptions import (CompileInterrupted, NeuroscaffoldError, ParallelError, StorageError,
+                         WorkflowError)
+from .storage import HDF5Storage, NetworkState
+
+if TYPE_CHECKING:
+    from .network import Network
+
+__all__ = ["WritingRun", "appendable", "on_main", "open_compile", "open_pool_session",
+           "planned_jobs"]
+
+#: Seconds a rank that failed waits for the others to agree (they may be gone).
+FAILED_WAIT = 5.0
+#: Seconds a rank that succeeded waits for the others at an agreement point.
+OK_WAIT = 600.0
+
+
+class _Disagreed(Exception):
+    """Another rank did not end its part of a step well (its error is its own)."""
+
+    def __init__(self, outcome: Outcome):
+        super().__init__(outcome.name)
+        self.outcome = outcome
+
+
+class WritingRun:
+    """One rank's side of a writing run on ``network``: its agreement points and its
+    ending."""
+
+    def __init__(self, network: "Network"):
+        self.network = network
+        self.storage: HDF5Storage = network.storage
+
+    def checkpoint(self) -> None:
+        """An agreement point: return if every rank's step ended well."""
+        outcome = agree(Outcome.OK, OK_WAIT)
+        if outcome is not Outcome.OK:
+            raise _Disagreed(outcome)
+
+    def merge(self, configuration: str) -> None:
+        """Every rank: write the finished network (an interrupt waits for the end)."""
+        from .services import MPI
+
+        with _held_interrupts() as held:
+            self.storage.merge(MPI, configuration, connection_meta(self.network))
+        if held:
+            raise CompileInterrupted(f"interrupted: the network was complete already ({held[0]})")
+
+    def abandon(self, error: BaseException) -> BaseException:
+        """Stop writing after ``error``: commit what this rank finished, learn how the
+        other ranks ended, keep the parts for a resume; return what to raise."""
+        storage = self.storage
+        try:
+            storage.flush()
+        except StorageError:
+            pass
+        if isinstance(error, CompileInterrupted):
+            storage.end_session()
+            return error
+        outcome = error.outcome if isinstance(error, _Disagreed) else \
+            agree(_outcome_of(error), FAILED_WAIT)
+        storage.end_session()
+        from .services import MPI
+
+        main = MPI.get_rank() == 0
+
+        def committed() -> str:
+            progress = storage.progress()
+            return f"{progress.committed} of {progress.total} jobs committed"
+
+        if _is_interrupt(error) or outcome is Outcome.INTERRUPTED:
+            return CompileInterrupted(f"interrupted: {committed()}; resume with --resume"
+                                      if main else "interrupted")
+        full = _storage_failure(error)
+        if full is not None:
+            return StorageError(f"{full}; {committed()}: make room, then finish with --resume"
+                                if main else full)
+        if isinstance(error, _Disagreed):
+            if outcome is Outcome.UNREACHABLE:
+                return ParallelError("another rank did not answer in time (it may have died); "
+                                     + (f"{committed()}; finish with --resume" if main else ""))
+            return NeuroscaffoldError("the compile failed on another rank (its error is "
+                                      "printed with its rank); "
+                                      + (f"{committed()}; finish with --resume" if main else ""))
+        return error
+
+    def end_pool_session(self, error: BaseException | None) -> None:
+        """Every rank, as a pool that is a session of its own closes: merge what its
+        jobs committed into the network file (job failures too: nothing finished is
+        lost), unless a rank was interrupted or broke; then the parts stay, and the
+        next pool session on the network merges them."""
+        from .services import MPI
+
+        storage = self.storage
+        try:
+            committed = storage.flush()
+        except StorageError:
+            storage.end_session()
+            raise
+        mine = Outcome.OK if error is None or isinstance(error, WorkflowError) \
+            else _outcome_of(error)
+        outcome = agree(mine, OK_WAIT if mine is Outcome.OK else FAILED_WAIT)
+        if outcome is not Outcome.OK:
+            storage.end_session()
+            return
+        wrote = committed if MPI.get_size() == 1 else sum(MPI.allgather(committed))
+        if wrote or on_main(lambda: storage.committed_jobs() > 0):
+            with _held_interrupts():
+                storage.merge(MPI, self.network.configuration.to_json(),
+                              connection_meta(self.network))
+        else:
+            on_main(storage.parts.remove)
+            storage.end_session()
+
+
+@contextlib.contextmanager
+def _held_interrupts() -> Iterator[list[str]]:
+    """Hold SIGINT and SIGTERM back while the block runs (main thread only); the list
+    yielded names the signals that came."""
+    held: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+
+    def hold(signum, frame):
+        held.append(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield held
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _outcome_of(error: BaseException) -> Outcome:
+    return Outcome.INTERRUPTED if _is_interrupt(error) else Outcome.FAILED
+
+
+def connection_meta(network: "Network") -> dict[str, dict[str, str]]:
+    """Connection set -> its pre- and postsynaptic cell types, for the network file."""
+    return {name: {"presynaptic": strategy.presynaptic.name,
+                   "postsynaptic": strategy.postsynaptic.name}
+            for name, strategy in network.connectivity.items()}
+
+
+def open_compile(network: "Network", configuration: str, choice: str | None):
+    """Main rank: check what the path holds against ``choice`` and open the session."""
+    storage = network.storage
+    path = storage.path
+    try:
+        state = storage.state()
+    except StorageError as error:
+        if "damaged" in str(error) and choice == "clear":
+            state = NetworkState.MISSING  # replaced as a whole: its stub goes over it
+        elif "damaged" in str(error):
+            raise StorageError(f"{error}; --clear replaces it") from None
+        else:
+            raise StorageError(f"{error}; refusing to overwrite it: choose another "
+                               "output path") from None
+    unfinished = storage.parts.exists()
+    if choice == "resume" and unfinished:
+        return storage.open_session("compile", configuration, resume=True)
+    if choice == "resume" and state is NetworkState.COMPLETE:
+        raise StorageError(f"{path}: nothing to resume: the network is complete")
+    if choice == "resume" and state is NetworkState.INCOMPLETE:
+        raise StorageError(f"{path}: {storage.progress().describe()}")
+    if choice is None and state is NetworkState.COMPLETE:
+        hint = (" (and an unfinished recompile of it waits in "
+                f"{storage.parts.path.name}: --resume finishes it)") if unfinished else ""
+        raise StorageError(f"{path}: already holds a compiled network{hint}; choose to "
+                           "rebuild it (--clear) or to add the strategies it does not have "
+                           "(--append)")
+    if choice is None and (state is NetworkState.INCOMPLETE or unfinished):
+        raise StorageError(f"{path}: holds an unfinished network ({storage.progress().committed}"
+                           f" of {storage.progress().total} jobs committed); finish it "
+                           "(--resume) or start over (--clear)")
+    if choice == "append":
+        if state is not NetworkState.COMPLETE:
+            raise StorageError(f"{path}: no complete network to append to"
+                               + ("; finish it first (--resume)" if unfinished else ""))
+        skip = appendable(network, storage.read_configuration())
+        jobs = planned_jobs(network, skip)
+        session = storage.open_session("compile", configuration, jobs, base=True)
+        session.skip = frozenset(skip)
+        return session
+    # new, clear, or resume of nothing: a new network; an old one stays until replaced
+    keep = state is NetworkState.COMPLETE
+    return storage.open_session("compile", configuration, planned_jobs(network, set()),
+                                stub=not keep)
+
+
+def open_pool_session(storage: HDF5Storage, configuration: str):
+    """Main rank: open the writing session of a pool opened on a network."""
+    state = storage.state()
+    if storage.parts.exists():
+        if storage.parts.manifest().get("mode") != "pool":
+            raise StorageError(f"{storage.path}: {storage.progress().describe()}; "
+                               "finish it before opening pools on it")
+        # an interrupted pool session: its committed work is merged with this one's
+        return storage.open_session("pool", configuration, resume=True)
+    return storage.open_session("pool", configuration, base=state is NetworkState.COMPLETE,
+                                stub=False)
+
+
+def appendable(network: "Network", stored: dict) -> set[str]:
+    """The node names of the strategies the stored network already has; raises when
+    the configuration does not extend the stored one."""
+    new = network.configuration.to_dict()
+    path = network.storage.path
+    for section in ("network", "seed", "partitions", "cell_types"):
+        if stored.get(section) != new.get(section):
+            raise StorageError(f"{path}: cannot append: the configuration's '{section}' "
+                               "differs from the stored network's; use --clear to rebuild")
+    kept = set()
+    placed = set()
+    for section, nodes in (("placement", network.placement), ("connectivity", network.connectivity)):
+        old = stored.get(section) or {}
+        for name in old:
+            if name not in nodes:
+                raise StorageError(f"{path}: cannot append: the stored {section} strategy "
+                                   f"'{name}' is missing from the configuration")
+            if old[name] != new[section][name]:
+                raise StorageError(f"{path}: cannot append: {section}.{name} differs from "
+                                   "the stored network's; use --clear to rebuild")
+            kept.add(nodes[name].get_node_name())
+            if section == "placement":
+                placed.update(ct.name for ct in nodes[name].cell_types)
+    for name, strategy in network.placement.items():
+        if strategy.get_node_name() not in kept:
+            again = sorted(placed & {ct.name for ct in strategy.cell_types})
+            if again:
+                raise StorageError(f"{path}: cannot append placement.{name}: cell type "
+                                   f"'{again[0]}' is placed already (more cells would change "
+                                   "the indices that stored connections use); use --clear")
+    if len(kept) == len(network.placement) + len(network.connectivity):
+        raise StorageError(f"{path}: nothing to append: the network already has every "
+                           "strategy of the configuration")
+    return kept
+
+
+def planned_jobs(network: "Network", skip: set[str]) -> dict[str, int]:
+    """Strategy node name -> number of jobs a compile queues for it."""
+    return {node.get_node_name(): len(node.get_chunks())
+            for section in (network.placement, network.connectivity)
+            for node in section.values() if node.get_node_name() not in skip}
+
+
+def _storage_failure(error: BaseException) -> str | None:
+    """The storage error (a full disk) that made the jobs of a workflow fail, if any."""
+    if isinstance(error, StorageError):
+        return str(error)
+    if not isinstance(error, WorkflowError):
+        return None
+    for member in error.exceptions:
+        for candidate in (member, member.__cause__):
+            if isinstance(candidate, StorageError):
+                return str(candidate)
+        text = str(member)
+        if "StorageError: " in text and "no space left" in text:
+            return text.split("StorageError: ", 1)[1].splitlines()[0]
+    return None
+
+
+def _is_interrupt(error: BaseException) -> bool:
+    if isinstance(error, KeyboardInterrupt):
+        return True
+    return isinstance(error, WorkflowError) and "KeyboardInterrupt" in str(error)
+
+
+def on_main(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on the main rank and give its result, or its error (an interrupt
+    too), to every rank, which raises it."""
+    from .services import MPI
+
+    outcome: tuple[bool, Any] | None = None
+    if MPI.get_rank() == 0:
+        try:
+            outcome = (True, fn())
+        except BaseException as error:  # handed to every rank, raised below
+            outcome = (False, error)
+    ok, value = share(outcome)
+    if not ok:
+        raise value
+    return value
