@@ -130,10 +130,13 @@ def _by_post_chunk(pairs: np.ndarray, slot_of_pairs: np.ndarray, chunks: list) -
         return {chunk: pairs for chunk in chunks}
     pre_span, post_span = int(pairs[:, 0].max()) + 1, int(pairs[:, 1].max()) + 1
     if len(chunks) * post_span * pre_span < 2**62:
-        # one sort on one key: (slot, post, pre) packed into an int64, all distinct
-        order = np.argsort((slot_of_pairs * post_span + pairs[:, 1]) * pre_span + pairs[:, 0])
+        # one key: (slot, post, pre) packed into an int64; strategies often return
+        # their pairs in this order already, which costs one comparison to see
+        key = (slot_of_pairs * post_span + pairs[:, 1]) * pre_span + pairs[:, 0]
+        order = None if np.all(key[1:] >= key[:-1]) else np.argsort(key)
     else:
         order = np.lexsort((pairs[:, 0], pairs[:, 1], slot_of_pairs))
-    pairs, slot_of_pairs = pairs[order], slot_of_pairs[order]
+    if order is not None:
+        pairs, slot_of_pairs = pairs[order], slot_of_pairs[order]
     bounds = np.searchsorted(slot_of_pairs, np.arange(len(chunks) + 1))
     return {chunk: pairs[bounds[n]:bounds[n + 1]] for n, chunk in enumerate(chunks)}

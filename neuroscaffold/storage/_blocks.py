@@ -11,6 +11,8 @@ row in the block, on every rank and whichever rank wrote it.
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -101,6 +103,51 @@ class BlockTable:
         return np.repeat(self.chunk_array[numbers], self.counts[numbers], axis=0)
 
 
+class _RecentBlocks:
+    """The bytes of the blocks this process read last, up to :data:`CACHE_BYTES`.
+
+    Neighbouring connectivity jobs read mostly the same chunks (a distance rule reads
+    the chunks around its own), so most reads are served from here. Bounded, so that
+    no rank's memory grows with the network. Stored blocks never change while they are
+    readable: a block is its file and offset.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.size = 0
+        self._blocks: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int, int]) -> bytes | None:
+        with self._lock:
+            found = self._blocks.get(key)
+            if found is not None:
+                self._blocks.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, int, int], data: bytes) -> None:
+        if len(data) > self.limit // 8:
+            return
+        with self._lock:
+            if key in self._blocks:
+                return
+            self._blocks[key] = data
+            self.size += len(data)
+            while self.size > self.limit:
+                _, old = self._blocks.popitem(last=False)
+                self.size -= len(old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._blocks.clear()
+            self.size = 0
+
+
+#: Bytes of recently read blocks kept per process.
+CACHE_BYTES = 32 << 20
+recent_blocks = _RecentBlocks(CACHE_BYTES)
+
+
 def read_rows(out: np.ndarray, blocks: Sequence[Block], row_bytes: int) -> None:
     """Fill ``out`` with the rows of ``blocks``, one after the other."""
     view = memoryview(out.reshape(-1).view(np.uint8))
@@ -110,6 +157,12 @@ def read_rows(out: np.ndarray, blocks: Sequence[Block], row_bytes: int) -> None:
         for block in blocks:
             size = block.count * row_bytes
             if not size:
+                continue
+            key = (block.path, block.offset, size)
+            cached = recent_blocks.get(key)
+            if cached is not None:
+                view[at:at + size] = cached
+                at += size
                 continue
             fd = descriptors.get(block.path)
             if fd is None:
@@ -121,6 +174,7 @@ def read_rows(out: np.ndarray, blocks: Sequence[Block], row_bytes: int) -> None:
                     raise OSError(f"{block.path}: {size} bytes expected at byte "
                                   f"{block.offset}, the file is shorter")
                 done += got
+            recent_blocks.put(key, bytes(view[at:at + size]))
             at += size
     finally:
         for fd in descriptors.values():

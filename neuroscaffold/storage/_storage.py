@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import StorageError
-from ._blocks import BlockTable
+from ._blocks import BlockTable, recent_blocks
 from ._layout import Header, NetworkFile, read_header, write_stub
 from ._merge import merge
 from ._parts import PartsDir, WriterLock, parts_path, storage_error
@@ -248,6 +248,7 @@ class HDF5Storage:
         self._session = session
         self._writer = None
         self._readable = None
+        recent_blocks.clear()  # a new session may reuse the names of old shard files
 
     @property
     def session(self) -> SessionInfo | None:
@@ -304,6 +305,7 @@ class HDF5Storage:
         finally:
             self._writer = None
             self._session = None
+            recent_blocks.clear()
 
     def _end_on_main(self) -> None:
         self.parts.remove()
@@ -318,6 +320,7 @@ class HDF5Storage:
                 pass
         self._writer = None
         self._session = None
+        recent_blocks.clear()
         self.release()
 
     def release(self) -> None:
