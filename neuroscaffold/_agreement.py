@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Outcome", "agree", "share"]
+__all__ = ["COLLECTIVES", "Outcome", "agree", "collect", "share"]
 
 
 class Outcome(enum.IntEnum):
@@ -68,6 +68,34 @@ def share(value: Any, root: int = 0) -> Any:
     return value if mine else pickle.loads(buffer)
 
 
+def collect(value: Any, root: int = 0) -> list[Any] | None:
+    """Every rank's ``value``, in rank order, on ``root`` (None elsewhere); collective,
+    waited for without blocking in MPI (see :func:`share`)."""
+    from .services import MPI
+
+    comm = MPI.get_communicator()
+    if comm is None or comm.Get_size() == 1:
+        return [value]
+    from mpi4py import MPI as _MPI
+
+    size, mine = comm.Get_size(), comm.Get_rank() == root
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    lengths = np.zeros(size, dtype=np.int64)
+    _wait(comm.Igather(np.array([len(data)], dtype=np.int64), lengths if mine else None, root),
+          None)
+    if mine:
+        buffer = bytearray(int(lengths.sum()))
+        displacements = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        target = [buffer, lengths.tolist(), displacements.tolist(), _MPI.BYTE]
+    else:
+        target = None
+    _wait(comm.Igatherv([data, _MPI.BYTE], target, root), None)
+    if not mine:
+        return None
+    view = memoryview(buffer)
+    return [pickle.loads(view[a:a + n]) for a, n in zip(displacements.tolist(), lengths.tolist())]
+
+
 def _wait(request: Any, timeout: float | None) -> bool:
     """Poll ``request`` with a bounded back-off; False if ``timeout`` passed first."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -78,3 +106,25 @@ def _wait(request: Any, timeout: float | None) -> bool:
         time.sleep(pause)
         pause = min(pause * 2, 0.01)
     return True
+
+
+class _Collectives:
+    """What storage needs of the ranks (see :func:`neuroscaffold.storage._merge.merge`)."""
+
+    @staticmethod
+    def get_rank() -> int:
+        from .services import MPI
+
+        return MPI.get_rank()
+
+    @staticmethod
+    def get_size() -> int:
+        from .services import MPI
+
+        return MPI.get_size()
+
+    share = staticmethod(share)
+    collect = staticmethod(collect)
+
+
+COLLECTIVES = _Collectives()

@@ -17,7 +17,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from ._agreement import Outcome, agree, share
+from ._agreement import COLLECTIVES, Outcome, agree, collect, share
 from .exceptions import (CompileInterrupted, NeuroscaffoldError, ParallelError, StorageError,
                          WorkflowError)
 from .storage import HDF5Storage, NetworkState
@@ -58,10 +58,8 @@ class WritingRun:
 
     def merge(self, configuration: str) -> None:
         """Every rank: write the finished network (an interrupt waits for the end)."""
-        from .services import MPI
-
         with _held_interrupts() as held:
-            self.storage.merge(MPI, configuration, connection_meta(self.network))
+            self.storage.merge(COLLECTIVES, configuration, connection_meta(self.network))
         if held:
             raise CompileInterrupted(f"interrupted: the network was complete already ({held[0]})")
 
@@ -108,8 +106,6 @@ class WritingRun:
         jobs committed into the network file (job failures too: nothing finished is
         lost), unless a rank was interrupted or broke; then the parts stay, and the
         next pool session on the network merges them."""
-        from .services import MPI
-
         storage = self.storage
         try:
             committed = storage.flush()
@@ -122,10 +118,10 @@ class WritingRun:
         if outcome is not Outcome.OK:
             storage.end_session()
             return
-        wrote = committed if MPI.get_size() == 1 else sum(MPI.allgather(committed))
-        if wrote or on_main(lambda: storage.committed_jobs() > 0):
+        wrote = collect(committed)
+        if share(wrote is not None and (sum(wrote) > 0 or storage.committed_jobs() > 0)):
             with _held_interrupts():
-                storage.merge(MPI, self.network.configuration.to_json(),
+                storage.merge(COLLECTIVES, self.network.configuration.to_json(),
                               connection_meta(self.network))
         else:
             on_main(storage.parts.remove)

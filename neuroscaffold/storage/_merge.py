@@ -103,7 +103,9 @@ def merge(mpi: Any, path: Path, parts: PartsDir, configuration: str, base: Path 
     """Write the complete network at ``path`` (collective); return its set sizes.
 
     Args:
-        mpi: the MPI service (``get_rank``, ``get_size``, ``bcast``, ``scatter``, ``gather``).
+        mpi: ``get_rank()``, ``get_size()``, ``share(value)`` (the main rank's value on
+            every rank) and ``collect(value)`` (every rank's value on the main rank),
+            waited for without spinning.
         base: the network the new one starts from (an append, or a pool session on a
             network); None for a new network.
         meta: connection set -> its attributes.
@@ -132,15 +134,15 @@ def merge(mpi: Any, path: Path, parts: PartsDir, configuration: str, base: Path 
         except OSError as error:
             plan = (f"error:{storage_error(path, error, 'creating the network file')}",
                     [[] for _ in range(size)])
-    name, shares = plan if size == 1 else (mpi.bcast(plan[0]), None)
-    mine = shares[0] if size == 1 else mpi.scatter(plan[1] if rank == 0 else None)
+    name, shares = mpi.share(plan)  # the copies are small records: (file, offsets, size)
+    mine = shares[rank]
     failure = name[len("error:"):] if name.startswith("error:") else None
     if failure is None:
         try:
             _copy(Path(name), mine)
         except OSError as error:
             failure = str(storage_error(path, error, f"merging on rank {rank}"))
-    failures = [failure] if size == 1 else mpi.gather(failure)
+    failures = mpi.collect(failure)
     outcome = None
     if rank == 0:
         outcome = next((f for f in failures if f is not None), None)
@@ -154,8 +156,7 @@ def merge(mpi: Any, path: Path, parts: PartsDir, configuration: str, base: Path 
                 outcome = str(storage_error(path, error, "replacing the network file"))
         if target.exists():
             target.unlink()
-    if size > 1:
-        outcome = mpi.bcast(outcome)
+    outcome = mpi.share(outcome)
     if outcome is not None:
         raise StorageError(outcome)
     return sizes
