@@ -10,7 +10,8 @@ Sizes: the example (``examples/cerebellum.yaml``, 400 x 400 µm), 4x (800 x 800)
 busy machine slows both alike; each figure is the median of ``--repeats`` runs.
 
 Printed per size and rank count: wall time of the whole command (start-up included),
-the compile time, CPU seconds summed over ranks, the share of that CPU spent in the
+the compile time, the share of it spent merging the shards into the network file, CPU
+seconds summed over ranks, the share of that CPU spent in the
 strategies' own ``place``/``connect`` (the rest is the framework: scheduling, reading
 cells, writing, merging), max RSS per rank, the file size, bytes the main rank received
 per job, MPI lock acquisitions, the speed-up over serial, and whether the file is the
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append({
                     "size": f"{factor}x", "ranks": ranks, "wall": wall,
                     "compile": _median(rs, lambda r: r["compile_s"]), "cpu": cpu,
+                    "merge": _median(rs, lambda r: r["merge_s"] / r["compile_s"]),
                     "strategies": strategy / cpu if cpu else 0.0,
                     "rss": [round(x["max_rss_mb"]) for x in rs[-1]["ranks"]],
                     "size_mb": rs[-1]["size"] / 1e6,
@@ -111,13 +113,14 @@ def main(argv: list[str] | None = None) -> None:
                     per_connection[factor] = cpu / rs[-1]["connections"]
     print(f"Compile of the example network (median of {args.repeats}, alternating; "
           f"{os.cpu_count()} cores)\n")
-    print("| size | ranks | wall (s) | compile (s) | CPU (s) | in strategies | max RSS/rank (MB) "
-          "| file (MB) | main rank recv/job (B) | MPI locks | speed-up | same file |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| size | ranks | wall (s) | compile (s) | merge | CPU (s) | in strategies "
+          "| max RSS/rank (MB) | file (MB) | main rank recv/job (B) | MPI locks | speed-up "
+          "| same file |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         label = "serial" if row["ranks"] == 1 else f"-n {row['ranks']}"
         print(f"| {row['size']} ({row['cells']:,} cells, {row['connections']:,} pairs) | {label} "
-              f"| {row['wall']:.2f} | {row['compile']:.2f} | {row['cpu']:.2f} "
+              f"| {row['wall']:.2f} | {row['compile']:.2f} | {row['merge']:.0%} | {row['cpu']:.2f} "
               f"| {row['strategies']:.0%} | {row['rss']} | {row['size_mb']:.0f} "
               f"| {row['bytes_per_job']:.0f} | {row['locks']} | {row['speedup']:.2f} "
               f"| {'yes' if row['same'] else 'NO'} |")

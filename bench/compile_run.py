@@ -6,7 +6,7 @@ Compiles CONFIG into OUT (``--clear``), exactly as ``neuroscaffold compile`` doe
 prints one JSON line from the main rank with, per rank: CPU seconds of the compile,
 CPU seconds inside the strategies' own ``place``/``connect``, max RSS, and the bytes
 the main rank received from the others (the pool's messages), plus the MPI lock
-acquisitions (a compile takes none).
+acquisitions (a compile takes none) and the seconds of the final merge.
 """
 
 from __future__ import annotations
@@ -49,6 +49,24 @@ def _count_locks() -> list[int]:
     return taken
 
 
+def _time_merge() -> list[float]:
+    """Time the final merge of the shards into the network file (benchmark only)."""
+    from neuroscaffold.storage import HDF5Storage
+
+    spent = [0.0]
+    merge = HDF5Storage.merge
+
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return merge(self, *args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    HDF5Storage.merge = timed
+    return spent
+
+
 def main() -> None:
     config, output = sys.argv[1], sys.argv[2]
     from neuroscaffold import Configuration, Network
@@ -56,7 +74,7 @@ def main() -> None:
     from neuroscaffold.placement._chunked import strategy_cpu_seconds
     from neuroscaffold.services import MPI
 
-    received, locks = _count_received(), _count_locks()
+    received, locks, merge = _count_received(), _count_locks(), _time_merge()
     network = Network(Configuration.from_file(config), output)
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
@@ -75,6 +93,7 @@ def main() -> None:
         summary = network.storage.summary()
         print(json.dumps({
             "compile_s": elapsed,
+            "merge_s": merge[0],
             "ranks": ranks,
             "jobs": sum(_planned_jobs(network, set()).values()),
             "cells": sum(summary["cells"].values()),

@@ -113,15 +113,16 @@ def _replace_atomically(path: Path, write) -> None:
     try:
         with h5py.File(temporary, "w", locking=False) as file:
             write(file)
-        _fsync(temporary)
+        fsync_path(temporary)
         os.replace(temporary, path)
-        _fsync(path.parent)
+        fsync_path(path.parent)
     finally:
         if temporary.exists():
             temporary.unlink()
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Make the file or directory at ``path`` durable (a directory: its entries)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Sequence
 
 from ..exceptions import StorageError
 from ._blocks import BlockTable
-from ._layout import NetworkFile, create_network_file
+from ._layout import NetworkFile, create_network_file, fsync_path
 from ._parts import PartsDir, storage_error
 
 __all__ = ["Copy", "merge", "plan_tables"]
@@ -149,7 +149,7 @@ def merge(mpi: Any, path: Path, parts: PartsDir, configuration: str, base: Path 
         if outcome is None:
             try:
                 os.replace(target, path)
-                _fsync_dir(path.parent)
+                fsync_path(path.parent)
                 if on_main_done is not None:
                     on_main_done()
             except OSError as error:
@@ -174,13 +174,5 @@ def _reserve(target: Path) -> None:
                 if error.errno in (errno.EOPNOTSUPP, errno.EINVAL):
                     return  # a file system without fallocate: errors come at copy time
                 raise
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
     finally:
         os.close(fd)
