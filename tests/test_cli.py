@@ -137,3 +137,27 @@ def test_python_dash_m_runs_the_command_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr == f"neuroscaffold: error: {tmp_path}/x.hdf5: no such file\n"
     assert sys.executable in result.cmd
+
+
+def test_the_output_is_never_the_configuration_or_another_file(capsys, config_file, tmp_path):
+    before = config_file.read_text()
+    code, out, err = run(capsys, "compile", config_file, "-o", config_file, "-q", "--clear")
+    assert (code, out) == (1, "")
+    assert err == (f"neuroscaffold: error: {config_file}: is the configuration file; choose "
+                   "another output path\n")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    code, out, err = run(capsys, "compile", config_file, "-o", notes, "-q", "--clear")
+    assert err == (f"neuroscaffold: error: {notes}: not an HDF5 file; refusing to overwrite "
+                   "it: choose another output path\n")
+    assert config_file.read_text() == before and notes.read_text() == "mine"
+
+
+def test_compile_help_explains_clear_append_and_resume(capsys):
+    with pytest.raises(SystemExit):
+        main(["compile", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--resume run only the jobs that were not committed (same CONFIG)" in text
+    assert "--append add to it the strategies of CONFIG that it does not have yet" in text
+    assert "use it when you extend a model" in text
+    assert "the old network stays until the new one is complete" in text
