@@ -139,7 +139,7 @@ class JobPool(_Ledger):
         self._lock = threading.Lock()  # guards job creation (ids, lists) across threads
         self._main_thread = threading.get_ident()
         self._incoming: deque = deque()  # ("job", Job) | ("cancel", Job, reason) | ("hold"/"release", node)
-        self._incoming_lock = threading.Lock()  # appends from other threads, snapshots
+        self._incoming_lock = self._lock  # appends from other threads, snapshots
         self._cancel_sent: list[Job] = []  # cancelled after being sent: ask their rank
         self._cancel_reasons: dict[int, tuple] = {}  # job id -> (reason,), for those
         self._interrupted: tuple | None = None  # (rank, signal name) that stopped it
@@ -237,6 +237,8 @@ class JobPool(_Ledger):
         else:
             deps = ()
         args = tuple(args) if args else ()
+        main = self.is_main()
+        here = threading.get_ident() == self._main_thread
         with self._lock:
             job = Job(self._ref, len(self._jobs), fn, args, kwargs or None, context, submitter, deps)
             self._jobs.append(job)
@@ -245,12 +247,15 @@ class JobPool(_Ledger):
                 self._submitters[key] = submitter
                 self._submissions.setdefault(key, []).append(job)
                 self._submission_views.pop(key, None)
-        if not self.is_main():
-            return job  # only the main rank's jobs run (the seed submits on every rank)
-        if threading.get_ident() == self._main_thread and not self._incoming:
+            if main and not (here and not self._incoming):
+                # In the same critical section as the job list: a job listed in
+                # ``jobs`` is registered or in the incoming queue, never in between.
+                self._incoming.append(("job", job))
+                self._wake.set()
+                return job
+        if main:
             self._register(job)
-        else:
-            self._push_incoming(("job", job))
+        # Only the main rank's jobs run (the seed submits on every rank).
         return job
 
     def schedule(self, nodes: Iterable[Any], scheduler: Callable[[Any], Any] | None = None):
