@@ -46,7 +46,7 @@ from ._protocol import (
     unpack_error,
     unsent_error,
 )
-from ._run import Outcome, run_job
+from ._run import run_job
 from ._status import JobStatus, PoolProgressReason
 from ._wire import Inbox, Outbox, decode, encode, join, plain, split
 
@@ -113,14 +113,15 @@ class TravelCheck:
         network = self.network
         fn = job._fn
         try:
-            key = function_key(fn)
-            cause = self.checked.get(key, False)
-            if cause is False:
+            try:
+                cause = self.checked[fn]
+            except KeyError:
                 cause = pickling_error(fn, network)
                 if len(self.checked) >= _MAX_FUNCTIONS:
-                    self.checked.clear()
-                if key.__class__ is not tuple:
-                    self.checked[key] = cause
+                    self.checked.clear()  # bounded: per-job closures come and go
+                self.checked[fn] = cause
+            except TypeError:  # an unhashable callable: check it every time
+                cause = pickling_error(fn, network)
             if cause is None and job._args:
                 cause = pickling_error(job._args, network)
             if cause is None and job._kwargs:
@@ -140,9 +141,9 @@ def run_here(pool, job, travel: TravelCheck) -> float | None:
         pool._fail_job_unsent(job, error)
         return None
     pool._start(job, 0, time.time())  # listeners hear RUNNING before it runs
-    outcome = run_job(job._fn, job._args, job._kwargs, pool.network, job.id)
-    pool._finish(job, outcome.ok, outcome.value, 0, outcome.t0, outcome.t1)
-    return outcome.t1 - outcome.t0
+    ok, value, t0, t1 = run_job(job._fn, job._args, job._kwargs, pool.network, job.id)
+    pool._finish(job, ok, value, 0, t0, t1)
+    return t1 - t0
 
 
 # --- serial ----------------------------------------------------------------------------
@@ -163,8 +164,6 @@ def serial_execute(pool, guard) -> None:
             guard.check()
         if pool._incoming:
             pool._drain_incoming()
-        if pool._cancel_sent:
-            pool._cancel_sent.clear()  # nothing is ever sent serially
         if ready:
             run_here(pool, ready.popleft(), travel)
             continue
@@ -209,7 +208,7 @@ class _Started(NamedTuple):
 
 class _Ended(NamedTuple):
     job: Any
-    outcome: Outcome
+    outcome: tuple  # (ok, value, t0, t1): see _run.Outcome
 
 
 class _Dropped(NamedTuple):
@@ -286,7 +285,7 @@ class _LocalExecutor(_Rank):
                 try:
                     outcome = run_job(job._fn, job._args, job._kwargs, network, job_id)
                 except KeyboardInterrupt as exc:  # not delivered to this thread; be safe
-                    outcome = Outcome(False, JobPoolError(f"the job raised {exc!r}"), t0, time.time())
+                    outcome = (False, JobPoolError(f"the job raised {exc!r}"), t0, time.time())
                 done.append(_Ended(job, outcome))
             self.wake.set()
 
@@ -685,15 +684,15 @@ class _Dispatcher:
             item = done.popleft()
             cls = item.__class__
             if cls is _Ended:
-                job, outcome = item
+                job, (ok, value, t0, t1) = item
                 if owned.pop(job.id, None) is None:
                     continue
                 count += 1
                 if first_t0 is None:
-                    first_t0 = outcome.t0
+                    first_t0 = t0
                     fn = job._fn
-                last_t1 = outcome.t1
-                pool._finish(job, outcome.ok, outcome.value, 0, outcome.t0, outcome.t1)
+                last_t1 = t1
+                pool._finish(job, ok, value, 0, t0, t1)
             elif cls is _Started:
                 if item.job.id in owned:
                     pool._start(item.job, 0, item.t0)

@@ -22,7 +22,7 @@ import time
 from typing import Any, Callable
 
 from ...exceptions import PoolInterrupted
-from ._run import running_here
+from ._run import running_here, running_jobs
 
 __all__ = ["SignalGuard"]
 
@@ -92,7 +92,7 @@ class SignalGuard:
     def _on_report(self, signum: int, frame: Any) -> None:
         lines = [f"### rank {self.rank}: stall report (thread stacks above)"]
         now = time.time()
-        here = list(running_here.items())
+        here = list(running_jobs().items())
         for ident, job in here:
             lines.append(
                 f"rank {self.rank}: thread {ident:#x} runs job {job.label!r}"

@@ -19,20 +19,21 @@ report and for the interrupt handler.
 
 from __future__ import annotations
 
-import threading
-import time
+from threading import get_ident
+from time import time
 from typing import Any, Callable, NamedTuple
 
 from ...exceptions import JobPoolError
 from ._protocol import pickling_error, result_error
 
-__all__ = ["Outcome", "run_job", "running_here", "job_failure"]
+__all__ = ["Outcome", "run_job", "running_here", "running_jobs", "job_failure"]
 
 _EMPTY: dict = {}
 
 
 class Outcome(NamedTuple):
-    """How a job ended where it ran."""
+    """How a job ended where it ran (:func:`run_job` returns a plain tuple of this
+    shape: building a named record for every job costs more than the job itself)."""
 
     ok: bool
     value: Any  #: the result, or the error (an ``Exception``)
@@ -54,8 +55,14 @@ class RunningHere(NamedTuple):
         return f"{name}#{self.job_id}"
 
 
-#: thread ident -> the job that thread runs now (absent while it runs none)
-running_here: dict[int, RunningHere] = {}
+#: thread ident -> ``(job id, function, start)`` of the job that thread runs now
+#: (absent while it runs none); :func:`running_jobs` gives them as records
+running_here: dict[int, tuple] = {}
+
+
+def running_jobs() -> dict[int, RunningHere]:
+    """The jobs running in this process now, by thread ident."""
+    return {ident: RunningHere(*entry) for ident, entry in list(running_here.items())}
 
 
 def job_failure(exc: BaseException) -> Exception:
@@ -74,27 +81,27 @@ def run_job(
     network: Any,
     job_id: int = -1,
     check_result: bool = True,
-) -> Outcome:
-    """Run ``fn(network, *args, **kwargs)`` with the pool's one policy (module doc).
+) -> tuple:
+    """Run ``fn(network, *args, **kwargs)`` with the pool's one policy (module doc);
+    returns ``(ok, value, t0, t1)`` (the shape of :class:`Outcome`).
 
     ``check_result=False`` leaves the "can the result travel" check to the caller
     (workers pickle a whole batch of results at once, and check each only on failure).
     """
-    ident = threading.get_ident()
-    t0 = time.time()
+    ident = get_ident()
+    t0 = time()
     try:
-        running_here[ident] = RunningHere(job_id, fn, t0)
+        running_here[ident] = (job_id, fn, t0)
         value = fn(network, *args, **(kwargs or _EMPTY))
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: B036 - the policy: any other exit fails the job
-        return Outcome(False, job_failure(exc), t0, time.time())
+        return (False, job_failure(exc), t0, time())
     finally:
         running_here.pop(ident, None)
-    t1 = time.time()
-    if not check_result:
-        return Outcome(True, value, t0, t1)
-    cause = pickling_error(value, network)
-    if cause is not None:
-        return Outcome(False, result_error(cause), t0, t1)
-    return Outcome(True, value, t0, t1)
+    t1 = time()
+    if check_result:
+        cause = pickling_error(value, network)
+        if cause is not None:
+            return (False, result_error(cause), t0, t1)
+    return (True, value, t0, t1)

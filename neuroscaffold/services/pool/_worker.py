@@ -180,12 +180,9 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox) -> Summary:
             if first or time.monotonic() - last_sent > _FLUSH_EVERY:
                 flush()
                 outbox.send(0, encode(Kind.STARTED, job_id, plain(time.time())))
-            outcome = run_job(fn, args, kwargs, network, job_id, check_result=False)
-            if outcome.ok:
-                values.append(outcome.value)
-            else:
-                values.append(pack_error(outcome.value, rank, size, network))
-            meta.append((job_id, outcome.ok, outcome.t0, outcome.t1))
+            ok, value, t0, t1 = run_job(fn, args, kwargs, network, job_id, check_result=False)
+            values.append(value if ok else pack_error(value, rank, size, network))
+            meta.append((job_id, ok, t0, t1))
             if time.monotonic() - last_sent > _FLUSH_EVERY:
                 flush()
             backoff.reset()
