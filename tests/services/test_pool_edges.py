@@ -19,14 +19,15 @@ WORLDS = [None, 2, 3]
 IDS = ["serial", "n2", "n3"]
 
 
-def launch(case: str, ranks, *args: str, timeout: float = 45):
+def launch(case: str, ranks, *args: str, timeout: float = 45, extra_keys=()):
     result = run_script(SCRIPT, ranks, timeout=timeout, args=[case, *args])
     size = ranks or 1
     values: dict[tuple[int, str], str] = {}
+    keys = sorted({*_KEYS, *extra_keys}, key=len, reverse=True)
     for line in result.stdout.splitlines():
         if line.startswith("R") and " " in line:
             head, rest = line.split(" ", 1)
-            for key in sorted(_KEYS, key=len, reverse=True):
+            for key in keys:
                 if rest.startswith(key + " "):
                     values[(int(head[1:]), key)] = rest[len(key) + 1 :]
                     break
@@ -178,3 +179,36 @@ def test_workers_do_not_keep_every_per_job_function(ranks):
     result.check()
     assert values[(0, "ran on a worker")] == "True"
     assert values[(0, "bounded")] == "True"
+
+
+def _check_stall_report(result, size, values):
+    result.check()
+    every_rank(values, size, "error", "NoneType")
+    assert values[(0, "log names it")] == "True", result.describe()
+    stuck_rank = int(values[(0, "stuck rank")])
+    for rank in range(size):  # SIGUSR1 reached every rank: each printed its report
+        assert f"### rank {rank}: stall report" in result.stderr, result.describe()
+    # The stack of the job's thread (faulthandler), and the main rank's table of jobs.
+    assert "in stuck_job" in result.stderr, result.describe()
+    assert f"rank {stuck_rank}: job 'stuck' running for" in result.stderr, result.describe()
+    assert f"rank {stuck_rank}: thread " in result.stderr, result.describe()
+    return stuck_rank
+
+
+@pytest.mark.parametrize("ranks", WORLDS, ids=IDS)
+def test_stall_report_in_the_log_and_on_sigusr1(ranks):
+    # Issue 11.3: the log now names a job that runs long, with its rank and age;
+    # SIGUSR1 prints every rank's running jobs and thread stacks. In parallel the jobs
+    # queued behind the stuck one are taken back and end first.
+    result, size, values = launch("stall", ranks, extra_keys=("log names it", "others ended first", "stuck rank"))
+    _check_stall_report(result, size, values)
+    if ranks:
+        assert values[(0, "others ended first")] == "True"
+
+
+@pytest.mark.parametrize("ranks", [3], ids=["n3"])
+def test_jobs_queued_behind_a_stuck_worker_run_elsewhere(ranks):
+    result, size, values = launch("stall_workers", ranks, extra_keys=("log names it", "others ended first", "stuck rank"))
+    stuck_rank = _check_stall_report(result, size, values)
+    assert stuck_rank != 0
+    assert values[(0, "others ended first")] == "True"

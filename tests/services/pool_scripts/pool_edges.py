@@ -27,9 +27,9 @@ def say(key, value) -> None:
     print(f"R{RANK} {key} {value}", flush=True)
 
 
-def outcome(run) -> tuple:
+def outcome(run, **options) -> tuple:
     """Run ``run(pool)`` in a fresh pool on every rank; (pool, error or None)."""
-    pool = Network().create_job_pool(quiet=True)
+    pool = Network().create_job_pool(quiet=True, **options)
     try:
         with pool:
             run(pool)
@@ -352,6 +352,55 @@ def case_closures():
         rank, alive = found["last"].result
         say("ran on a worker", rank != 0)
         say("bounded", alive < 1500)
+
+
+# --- 3: stall report: log lines, SIGUSR1, jobs taken back from a stuck rank ----------------
+
+
+def stuck_job(network, seconds):
+    time.sleep(seconds)
+    return "unstuck"
+
+
+def case_stall_workers():
+    case_stall(main_executes=False)
+
+
+def case_stall(**options):
+    import io
+    import signal
+
+    from neuroscaffold.progress import LogProgress
+
+    # A USR1 that would come after this rank left execute() (a loaded machine) must
+    # not kill it: the pool's handler replaces this one while it executes.
+    signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+    pids = MPI.allgather(os.getpid())
+    log = io.StringIO()
+    found = {}
+
+    def signal_every_rank():
+        time.sleep(2.5)
+        for pid in pids:
+            os.kill(pid, signal.SIGUSR1)
+
+    def run(pool):
+        if pool.is_main():
+            pool.add_listener(LogProgress(log, interval=0.25), max_wait=0.25)
+            first = [pool.queue(nap, (0.05,)) for i in range(2 * SIZE)]
+            found["stuck"] = pool.queue(stuck_job, (4.0,), name="stuck")
+            found["others"] = first + [pool.queue(nap, (0.05,)) for i in range(30)]
+            threading.Thread(target=signal_every_rank, daemon=True).start()
+        pool.execute()
+
+    pool, error = outcome(run, **options)
+    say("error", type(error).__name__)
+    if pool.is_main():
+        stuck = found["stuck"]
+        text = log.getvalue()
+        say("log names it", f"running long: job 'stuck' on rank {stuck.rank} for" in text)
+        say("others ended first", all(job.ended_at < stuck.ended_at for job in found["others"]))
+        say("stuck rank", stuck.rank)
 
 
 if __name__ == "__main__":
