@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..services.pool import JobStatus, PoolProgressReason, PoolStatus
-from ..services.pool._job import submitter_name  # one naming for progress and timeline
+from ..services.pool import submitter_name  # one naming for progress and timeline
 
 __all__ = [
     "Failure",

@@ -29,6 +29,7 @@ from ._ledger import _Ledger
 from ._protocol import Summary
 from ._job import Job, JobRecord, _DepGroup, submitter_name
 from ._status import JobStatus, PoolStatus
+from ._types import PoolNetwork
 
 __all__ = ["JobPool", "create_job_pool"]
 
@@ -93,9 +94,10 @@ def create_job_pool(
     )
     if pool.is_main():
         if not quiet:
-            from ...progress import default_listener
+            from .._registry import get_service
 
-            pool.add_listener(default_listener(pool))
+            # A service: the pool never imports the progress package (a layer above).
+            pool.add_listener(get_service("ProgressListener")(pool))
         for listener in listeners:
             pool.add_listener(listener)
     return pool
@@ -110,7 +112,7 @@ class JobPool(_Ledger):
 
     def __init__(
         self,
-        network: Any,
+        network: PoolNetwork,
         fail_fast: bool = False,
         workflow: Any = None,
         main_executes: bool = True,
