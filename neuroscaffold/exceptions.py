@@ -23,6 +23,7 @@ __all__ = [
     "ListenerError",
     "ParallelError",
     "InternalError",
+    "PoolInterrupted",
 ]
 
 
@@ -96,6 +97,27 @@ class WorkflowError(NeuroscaffoldError, ExceptionGroup):
 
     def derive(self, excs):
         return WorkflowError(self.message, excs)
+
+
+class PoolInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached a rank while a pool executed; raised on every rank.
+
+    A :class:`KeyboardInterrupt`, so code that stops on Ctrl-C stops on it too. Jobs
+    that had ended keep their status; the others are ABORTED.
+
+    Attributes:
+        rank: the rank that got the signal (None if unknown).
+        signal_name: the signal's name, e.g. ``"SIGINT"``.
+    """
+
+    def __init__(self, rank: int | None = None, signal_name: str = "SIGINT"):
+        where = f"rank {rank}" if rank is not None else "an unknown rank"
+        super().__init__(f"the pool was interrupted by {signal_name} on {where}")
+        self.rank = rank
+        self.signal_name = signal_name
+
+    def __reduce__(self):
+        return (type(self), (self.rank, self.signal_name))
 
 
 class CompileInterrupted(KeyboardInterrupt):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..services.pool import JobStatus, PoolProgressReason, PoolStatus
-from ..services.pool._job import submitter_name  # one naming for progress and timeline
+from ..services.pool import submitter_name  # one naming for progress and timeline
 
 __all__ = [
     "Failure",
@@ -104,6 +104,12 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+STALL_FACTOR = 10  #: a job runs long when it ran this many times the mean job
+STALL_MIN = 2.0  #: ... and at least this many seconds
+STALL_MAX = 60.0  #: a job running this long runs long, whatever the others do
+STALL_SHOWN = 3  #: how many long-running jobs a summary line names
+
+
 @dataclass(frozen=True, slots=True)
 class GroupProgress:
     """How far the jobs of one group (strategy) are."""
@@ -156,16 +162,36 @@ class ProgressSnapshot:
     elapsed: float
     eta: float | None  #: seconds left, None until a job duration was measured
     now: float
+    mean: float | None = None  #: mean duration of the ended jobs that ran (s)
+
+    def stalled(self) -> tuple[RunningJob, ...]:
+        """Running jobs that ran much longer than their siblings (:data:`STALL_FACTOR`
+        times the mean job, at least :data:`STALL_MIN` s), or longer than
+        :data:`STALL_MAX` s whatever the others do; the oldest first."""
+        limit = STALL_MAX if self.mean is None else min(STALL_MAX, max(STALL_MIN, STALL_FACTOR * self.mean))
+        return tuple(job for job in self.running if self.now - job.started_at >= limit)
 
     def summary(self) -> str:
-        """``placement: 1204/5000 jobs, 3 failed, 2 running, 41 s elapsed, ~2 min left``."""
+        """``placement: 1204/5000 jobs, 3 failed, 2 running, 41 s elapsed, ~2 min left``,
+        followed, once jobs overran (:meth:`stalled`), by the oldest of them:
+        ``; running long: job 'x' on rank 1 for 70 s``."""
         parts = [f"{self.ended}/{self.total} jobs", f"{self.failed} failed"]
         if self.cancelled:
             parts.append(f"{self.cancelled} cancelled")
         parts += [f"{self.n_running} running", f"{format_duration(self.elapsed)} elapsed"]
         if self.eta is not None and self.ended < self.total:
             parts.append(f"~{format_duration(self.eta)} left")
-        return f"{self.label}: " + ", ".join(parts)
+        line = f"{self.label}: " + ", ".join(parts)
+        stalled = self.stalled()
+        if stalled:
+            line += "; running long: " + ", ".join(
+                f"job {job.name!r} on rank {job.rank} for "
+                f"{format_duration(self.now - job.started_at)}"
+                for job in stalled[:STALL_SHOWN]
+            )
+            if len(stalled) > STALL_SHOWN:
+                line += f" and {len(stalled) - STALL_SHOWN} more"
+        return line
 
 
 class _Group:
@@ -332,7 +358,7 @@ class ProgressStats:
             RunningJob(job.name, self._names(job), job.rank, job.started_at)
             for job in stats.running[: self.max_running]
         ]
-        eta = None
+        eta = per_job = None
         if stats.ran:
             per_job = stats.busy / stats.ran
             left = (stats.total - stats.done) * per_job - sum(
@@ -353,6 +379,7 @@ class ProgressStats:
             elapsed=now - self.started if self.started is not None else 0.0,
             eta=eta,
             now=now,
+            mean=per_job,
         )
 
     def snapshot(self) -> ProgressSnapshot:
@@ -381,7 +408,12 @@ class ProgressStats:
             elapsed=now - self.started if self.started is not None else 0.0,
             eta=self._eta(now),
             now=now,
+            mean=self._mean(),
         )
+
+    def _mean(self) -> float | None:
+        measured = sum(g.measured for g in self._groups.values())
+        return sum(g.busy for g in self._groups.values()) / measured if measured else None
 
     def _eta(self, now: float) -> float | None:
         # Work left = per group, jobs not ended x that group's mean measured duration

@@ -40,12 +40,25 @@ _LAZY_EXPORTS: dict[str, tuple[str, str]] = {
 _SUBPACKAGES = frozenset({"mpi", "mpilock", "pool"})
 
 
+def _default_progress_listener() -> Any:
+    # Looked up by name: the services sit below ``progress`` and never import it.
+    return _importlib.import_module("neuroscaffold.progress").default_listener
+
+
 def _register_builtins() -> None:
     from .mpi import PROVIDER as mpi_provider
     from .mpilock import PROVIDER as mpilock_provider
 
     register_service("MPI", mpi_provider)
     register_service("MPILock", mpilock_provider)
+    # ``ProgressListener(pool)`` makes the listener a pool gets unless ``quiet=True``;
+    # register another factory to replace the built-in display everywhere.
+    register_service(
+        "ProgressListener",
+        FallbackProvider(
+            (_default_progress_listener,), requires="neuroscaffold.progress", install="(built in)"
+        ),
+    )
 
 
 _register_builtins()

@@ -99,12 +99,39 @@ def test_summary_line_and_phase_label():
     pool.execute()
     for i, job in enumerate(jobs[:1204]):
         pool.run(job, 1 + i % 2, 0.0, 0.05, error=ValueError("x") if i < 3 else None)
-    pool.start(jobs[1204], 1, 0.0)
-    pool.start(jobs[1205], 2, 0.0)
+    pool.start(jobs[1204], 1, 40.0)
+    pool.start(jobs[1205], 2, 40.0)
     clock.now = 41.0
     line = stats.snapshot().summary()
     assert line.startswith("placement: 1204/5000 jobs, 3 failed, 2 running, 41 s elapsed, ~")
     assert line.endswith(" min left")
+
+
+def test_summary_line_names_jobs_that_run_long():
+    # Issue 11.3: jobs of 0.05 s; one runs for 41 s, one for 1 s (not long yet).
+    clock = Clock(0.0)
+    stats, pool = _stats(clock)
+    jobs = [pool.add(f"j{i}") for i in range(100)]
+    pool.execute()
+    for i, job in enumerate(jobs[:50]):
+        pool.run(job, 1, 0.0, 0.05)
+    pool.start(jobs[50], 2, 0.0)
+    pool.start(jobs[51], 1, 40.0)
+    clock.now = 41.0
+    line = stats.snapshot().summary()
+    assert line.endswith("; running long: job 'j50' on rank 2 for 41 s"), line
+
+
+def test_without_a_finished_job_a_job_runs_long_after_a_minute():
+    clock = Clock(0.0)
+    stats, pool = _stats(clock)
+    jobs = [pool.add(f"j{i}") for i in range(3)]
+    pool.execute()
+    pool.start(jobs[0], 1, 0.0)
+    clock.now = 59.0
+    assert "running long" not in stats.snapshot().summary()
+    clock.now = 61.0
+    assert stats.snapshot().summary().endswith("; running long: job 'j0' on rank 1 for 61 s")
 
 
 @pytest.mark.parametrize(

@@ -149,3 +149,38 @@ def test_real_controller_takes_any_comm(comm):
         pass
     controller.close()
     assert controller.closed
+
+
+# --- the windows' lifetime is ours (issue 11.12) -----------------------------------------
+
+LOCK_EXIT = r"""
+import time
+from neuroscaffold.services import MPI, MPILock
+locks = [MPILock.sync() for _ in range(3)]
+for lock in locks:
+    with lock.write():
+        pass
+    with lock.read():
+        pass
+if MPI.get_rank() == MPI.get_size() - 1:
+    time.sleep(1.0)  # one rank reaches the exit late: nobody frees a window under it
+    with locks[0].write():
+        pass
+print(f"R{MPI.get_rank()} ok", flush=True)
+"""
+
+
+@pytest.mark.parametrize("ranks", [None, 2, 3], ids=["serial", "n2", "n3"])
+def test_lock_windows_are_freed_at_exit_without_warnings(ranks, tmp_path):
+    result = run_script(LOCK_EXIT, ranks, timeout=60, tmp_path=tmp_path)
+    result.check()
+    assert sorted(result.lines("R")) == sorted(f"{rank} ok" for rank in range(ranks or 1))
+    assert result.stderr.strip() == "", result.describe()
+
+
+def test_the_adapter_uses_only_mpilocks_public_interface():
+    from neuroscaffold.services.mpilock import _mpilock
+
+    source = Path(_mpilock.__file__).read_text()
+    assert not re.findall(r"mpilock\._(?!_)\w+", source)
+    assert "_stop_all_pumps" not in source and "_progress_pumps" not in source

@@ -132,7 +132,7 @@ def test_unknown_service_fails_on_first_use_naming_it(registry):
     from neuroscaffold.services import NoSuchService  # importing the name works
 
     message = re.escape(
-        "no service named 'NoSuchService' is registered (registered: MPI, MPILock)"
+        "no service named 'NoSuchService' is registered (registered: MPI, MPILock, ProgressListener)"
     )
     with pytest.raises(UnknownServiceError, match=rf"^{message}$"):
         NoSuchService.get_rank()
@@ -154,9 +154,9 @@ def test_register_service_overrides_and_returns_the_object_itself(registry):
 
 def test_unregister_service(registry):
     register_service("Thing", "value")
-    assert services.registered_services() == {"MPI", "MPILock", "Thing"}
+    assert services.registered_services() == {"MPI", "MPILock", "ProgressListener", "Thing"}
     services.unregister_service("Thing")
-    assert services.registered_services() == {"MPI", "MPILock"}
+    assert services.registered_services() == {"MPI", "MPILock", "ProgressListener"}
     with pytest.raises(UnknownServiceError, match=r"^no service named 'Thing' is registered$"):
         services.unregister_service("Thing")
 
@@ -177,3 +177,58 @@ def test_builtin_services_are_the_same_object_everywhere():
 
 def test_lazy_service_travels_by_name():
     assert pickle.loads(pickle.dumps(services.MPI)) is services.MPI
+
+
+def test_the_progress_listener_is_a_service_the_pool_asks_for(registry):
+    # Issue 11.14: the pool no longer imports the progress package; it asks for the
+    # ProgressListener service, which another factory can replace.
+    from neuroscaffold.network import Network
+    from neuroscaffold.progress import default_listener
+    from neuroscaffold.services import ProgressListener, register_service
+
+    assert ProgressListener.__call__ is not None
+    made = []
+
+    def factory(pool):
+        made.append(pool)
+        return lambda event: None
+
+    register_service("ProgressListener", factory)
+    with Network().create_job_pool() as pool:
+        pool.execute()
+    assert made == [pool]
+    registry._SERVICES.pop("ProgressListener")
+    from neuroscaffold.services import _register_builtins
+
+    _register_builtins()
+    from neuroscaffold.services import _registry as reg
+
+    assert reg.get_service("ProgressListener")._resolve() is default_listener
+
+
+def test_the_services_import_no_layer_above_them():
+    import ast
+    from pathlib import Path
+
+    import neuroscaffold.services as services
+
+    root = Path(services.__file__).parent.parent  # the neuroscaffold package
+    allowed = ("neuroscaffold.services", "neuroscaffold.exceptions", "neuroscaffold._backoff")
+    for path in Path(services.__file__).parent.rglob("*.py"):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        package = parts if path.name == "__init__.py" else parts[:-1]
+        if package[-1] == "__init__":
+            package = package[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package[: len(package) - node.level + 1]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+            elif isinstance(node, ast.Import):
+                module = node.names[0].name
+            else:
+                continue
+            if module.startswith("neuroscaffold"):
+                assert module.startswith(allowed), (str(path), module)

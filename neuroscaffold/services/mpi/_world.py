@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+import traceback
 from typing import Any
 
 from ._base import CommHelpers, exit_now
@@ -42,4 +45,49 @@ def world_from_mpi4py() -> WorldProxy:
     """Provider: wrap mpi4py's ``COMM_WORLD``; importing ``mpi4py.MPI`` starts MPI."""
     from mpi4py import MPI
 
-    return WorldProxy(MPI.COMM_WORLD)
+    world = WorldProxy(MPI.COMM_WORLD)
+    if MPI.COMM_WORLD.Get_size() > 1:
+        install_abort_hook(MPI.COMM_WORLD)
+    return world
+
+
+_hook_lock = threading.Lock()
+_hook_installed = False
+
+
+def install_abort_hook(comm: Any) -> None:
+    """Make an error that escapes the script on one rank end the whole run.
+
+    Without it, a rank that raises where the others do not (an import that fails on
+    one node only) exits into ``MPI_Finalize`` while the others wait in a collective,
+    and the run hangs without a word. The hook prints the error headed by the rank
+    (``[rank 1] Traceback ...``), then aborts the world. Errors raised on every rank
+    by design (a pool's ``WorkflowError``, ``PoolInterrupted``: attribute
+    ``_neuroscaffold_every_rank``) are printed the same way but end the run normally.
+    """
+    global _hook_installed
+    with _hook_lock:
+        if _hook_installed:
+            return
+        _hook_installed = True
+    previous = sys.excepthook
+    rank = comm.Get_rank()
+
+    def hook(exc_type, exc, tb):
+        if getattr(exc, "_neuroscaffold_printed", False) is not True:
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            try:
+                sys.stderr.write("".join(f"[rank {rank}] {line}\n" for line in text.rstrip().splitlines()))
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                previous(exc_type, exc, tb)
+        if getattr(exc, "_neuroscaffold_every_rank", False) is True or issubclass(
+            exc_type, KeyboardInterrupt
+        ):
+            return
+        try:
+            comm.Abort(1)
+        finally:
+            exit_now(1)
+
+    sys.excepthook = hook

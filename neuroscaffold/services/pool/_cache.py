@@ -43,20 +43,42 @@ def cache_methods(cls: type) -> tuple[str, ...]:
 
 
 class _CacheStore:
-    """This rank's cached values: ``{node_key: {method_name: value}}``."""
+    """This rank's cached values: ``{node_key: {method_name: value}}``.
+
+    Each ``(node, method)`` has its own lock, held while its value is computed, so a
+    long computation only blocks the callers of that same method; the store's own
+    lock is held only for dictionary updates, so :meth:`free` (called while the main
+    rank feeds every rank) never waits on user code.
+    """
 
     def __init__(self):
         self.values: dict[Hashable, dict[str, Any]] = {}
-        # Re-entrant: a cached method may call another cached method.
-        self.lock = threading.RLock()
+        self.lock = threading.Lock()  # dictionaries only; never held around user code
+        self._key_locks: dict[tuple[Hashable, str], threading.RLock] = {}
+
+    def key_lock(self, key: Hashable, name: str) -> threading.RLock:
+        """The lock of one cached value (re-entrant: a method may recurse)."""
+        with self.lock:
+            lock = self._key_locks.get((key, name))
+            if lock is None:
+                lock = self._key_locks[(key, name)] = threading.RLock()
+            return lock
+
+    def store(self, key: Hashable, name: str, value: Any) -> None:
+        with self.lock:
+            self.values.setdefault(key, {})[name] = value
 
     def free(self, key: Hashable) -> None:
         with self.lock:
-            self.values.pop(key, None)
+            names = self.values.pop(key, None)
+            if names:
+                for name in names:
+                    self._key_locks.pop((key, name), None)
 
     def clear(self) -> None:
         with self.lock:
             self.values.clear()
+            self._key_locks.clear()
 
     def keys(self) -> set[tuple[Hashable, str]]:
         with self.lock:
@@ -95,11 +117,14 @@ def pool_cache(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
             return store.values[key][name]
         except KeyError:
             pass
-        with store.lock:
-            per_node = store.values.setdefault(key, {})
-            if name not in per_node:
-                per_node[name] = method(self)
-            return per_node[name]
+        with store.key_lock(key, name):
+            try:  # computed by another thread while this one waited
+                return store.values[key][name]
+            except KeyError:
+                pass
+            value = method(self)
+            store.store(key, name, value)
+            return value
 
     cached._neuroscaffold_pool_cache = True
     return cached

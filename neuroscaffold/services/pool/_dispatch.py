@@ -1,9 +1,28 @@
 """The main rank's side of execute(): serially, or feeding every rank (itself too).
 
+::
+
+    main thread (dispatcher)                         executor thread (main rank's share)
+    ────────────────────────                         ───────────────────────────────────
+    ledger.ready ──take──▶ cheap job? ──run_job inline (events at once)
+                      └──▶ slow job ──batches──────▶ run_job ──records──▶ done deque
+                      └──▶ BATCH ──▶ rank r          (Started, Ended, Dropped, Unsent, Died)
+    inbox ◀── STARTED / RESULTS / DROPPED / ... ── rank r
+    ledger.start / finish ◀── records and results, always in the main thread
+
 In parallel the main thread only does bookkeeping and MPI: it keeps each rank's queue
-filled a few batches ahead, sized from measured job durations, and runs the main rank's
-own share of jobs in a local executor thread. So a long job on the main rank never
-starves the others, and listeners are only ever called from the main thread.
+filled a few batches ahead, sized from measured job durations, and runs the main
+rank's own share of jobs in a local executor thread, or inline when they are known to
+be cheap. So two jobs may run at once on the main rank (one inline, one in the
+executor thread), a long job on the main rank never starves the others, and listeners
+are only ever called from the main thread. Serially, the same dispatcher (without
+other ranks) is used when a listener wants ``max_wait`` pings, so that pings come while
+a long job runs; otherwise jobs simply run one after the other in the main thread.
+
+Every job runs through :func:`._run.run_job`. Each target (a rank, or the executor
+thread) keeps the jobs sent to it and not yet ended, in order (``target.jobs``): a
+job's ``_waiting`` field, unused once it is QUEUED, holds ``-1 - rank`` while it is
+sent there, so an outcome from a rank a job was taken back from is ignored.
 """
 
 from __future__ import annotations
@@ -12,34 +31,40 @@ import threading
 import time
 from collections import deque
 from queue import SimpleQueue
+from typing import Any, Hashable, NamedTuple
 
 from ..._backoff import Backoff
-from ...exceptions import JobPoolError
+from ...exceptions import JobPoolError, PoolInterrupted
 from ._protocol import (
     TAG_TO_MAIN,
     TAG_TO_WORKER,
     Kind,
+    Summary,
     dumps,
     loads,
     pickling_error,
-    result_error,
     unpack_error,
     unsent_error,
 )
+from ._run import run_job
 from ._status import JobStatus, PoolProgressReason
-from ._wire import Inbox, Outbox, decode, encode, plain, split
+from ._wire import Inbox, Outbox, decode, encode, join, plain, split
 
 _QUEUED = JobStatus.QUEUED
-_EMPTY: dict = {}
+_RUNNING = JobStatus.RUNNING
 _BATCH_SECONDS = 0.002  # aim for batches of about this much work
 _AHEAD_SECONDS = 0.02  # and keep about this much work in flight on every rank
 _MAX_BATCH = 2048
 _MAX_AHEAD = 32768
 _MIN_AHEAD = 2
-_FLUSH_EVERY = 0.02
 _INLINE_SECONDS = 0.001  # jobs known to be cheaper than this run in the dispatcher itself
 _INLINE_ALL_SECONDS = 0.0002  # when all ready work is below this, skip the round trips
 _DISPATCH_WAIT_MAX = 0.005  # the longest nap of a dispatcher idle for long (~100 ms)
+_MAX_FUNCTIONS = 1024  # function tables (per pool, per worker) are reset past this
+_STALL_CHECK_EVERY = 0.25  # seconds between two looks for overrunning jobs
+_OVERRUN_FACTOR = 20  # a job overran when it ran this many times its function's mean
+_OVERRUN_MIN = 2.0  # ... and at least this long (s)
+_OVERRUN_MAX = 60.0  # a job running this long has overrun, whatever its siblings do
 
 
 def duplicate(comm):
@@ -52,82 +77,100 @@ def duplicate(comm):
     return new
 
 
+def function_key(fn) -> Hashable:
+    """A dictionary key for a job function, even an unhashable one (a callable
+    dataclass): the function itself when it hashes, else its identity."""
+    try:
+        hash(fn)
+    except TypeError:
+        return ("unhashable", id(fn))
+    return fn
+
+
+def cost_key(fn) -> Hashable:
+    """What job durations are learnt per: the code of a function (shared by every
+    closure made from it, so per-job lambdas do not grow the table), else the type."""
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    return code if code is not None else type(fn)
+
+
 # --- running a job here, as another rank would ------------------------------------------
 
 
-def cannot_travel(job, network, checked: dict):
-    """The error of a job whose function or arguments would not reach another rank.
+class TravelCheck:
+    """Holds jobs run in this process to what travelling to another rank needs.
 
-    A job must fail the same way whichever rank runs it, so jobs run in this process
-    are held to it too. Functions are checked once (``checked`` remembers them).
+    A job must fail the same way whichever rank runs it. Functions are checked once
+    (remembered in a bounded table); arguments every time, cheaply when plain.
     """
-    fn = job._fn
-    try:
-        cause = checked[fn]
-    except KeyError:
-        cause = checked[fn] = pickling_error(fn, network)
-    except TypeError:  # an unhashable callable: check it every time
-        cause = pickling_error(fn, network)
-    if cause is None and job._args:
-        cause = pickling_error(job._args, network)
-    if cause is None and job._kwargs:
-        cause = pickling_error(job._kwargs, network)
-    return None if cause is None else unsent_error(job, cause)
+
+    def __init__(self, network):
+        self.network = network
+        self.checked: dict = {}
+
+    def error(self, job) -> JobPoolError | None:
+        """Why ``job`` cannot travel (its error), or None. Never raises."""
+        network = self.network
+        fn = job._fn
+        try:
+            try:
+                cause = self.checked[fn]
+            except KeyError:
+                cause = pickling_error(fn, network)
+                if len(self.checked) >= _MAX_FUNCTIONS:
+                    self.checked.clear()  # bounded: per-job closures come and go
+                self.checked[fn] = cause
+            except TypeError:  # an unhashable callable: check it every time
+                cause = pickling_error(fn, network)
+            if cause is None and job._args:
+                cause = pickling_error(job._args, network)
+            if cause is None and job._kwargs:
+                cause = pickling_error(job._kwargs, network)
+        except Exception as exc:  # never let a check kill the thread running jobs
+            cause = exc
+        return None if cause is None else unsent_error(job, cause)
 
 
-def run_in_this_thread(pool, job, network, checked: dict) -> float | None:
-    """Run a QUEUED ``job`` here with its events; returns its run time (None if it
-    could not travel, and so failed without running)."""
-    error = cannot_travel(job, network, checked)
+def run_here(pool, job, travel: TravelCheck) -> float | None:
+    """Run a QUEUED ``job`` in this thread with its events; returns its run time
+    (None if it did not run: no longer QUEUED, or it could not travel)."""
+    if job.status is not _QUEUED:
+        return None
+    error = travel.error(job)
     if error is not None:
         pool._fail_job_unsent(job, error)
         return None
-    t0 = time.time()
-    pool._start(job, 0, t0)
-    ok, value = call(job, network)
-    t1 = time.time()
+    pool._start(job, 0, time.time())  # listeners hear RUNNING before it runs
+    ok, value, t0, t1 = run_job(job._fn, job._args, job._kwargs, pool.network, job.id)
     pool._finish(job, ok, value, 0, t0, t1)
     return t1 - t0
-
-
-def call(job, network) -> tuple[bool, object]:
-    """Run ``job``; a result that could not travel back fails it, as on another rank."""
-    try:
-        value = job._fn(network, *job._args, **(job._kwargs or _EMPTY))
-    except Exception as exc:
-        return False, exc
-    cause = pickling_error(value, network)
-    if cause is not None:
-        return False, result_error(cause)
-    return True, value
 
 
 # --- serial ----------------------------------------------------------------------------
 
 
-def serial_execute(pool) -> None:
+def serial_execute(pool, guard) -> None:
     """Run every job in this process, in dependency order, with the same events."""
-    network = pool.network
+    if pool._listeners.waits:
+        # Pings must come while a long job runs: run jobs beside the main thread.
+        main_execute(pool, guard)
+        return
     ready = pool._ready
-    listeners = pool._listeners
     wake = pool._wake
-    checked: dict = {}
+    travel = TravelCheck(pool.network)
     pool._drain_incoming()
     while True:
+        if guard.signal_name is not None:
+            guard.check()
         if pool._incoming:
             pool._drain_incoming()
         if ready:
-            job = ready.popleft()
-            if job.status is not _QUEUED:
-                continue
-            run_in_this_thread(pool, job, network, checked)
-            if listeners.waits:
-                _ping(pool)
+            run_here(pool, ready.popleft(), travel)
             continue
         if pool._incoming or pool._scheduling():
             wake.clear()
             if not pool._incoming and pool._scheduling():
-                wake.wait(_ping(pool) if listeners.waits else 0.05)
+                wake.wait(0.05)
             continue
         return
 
@@ -143,34 +186,78 @@ def _ping(pool) -> float:
 class _Rank:
     """A rank the main rank feeds, as the dispatcher sees it."""
 
-    __slots__ = ("rank", "in_flight", "known_fns")
+    __slots__ = ("rank", "jobs", "known_fns", "reset", "stalled_on")
 
     def __init__(self, rank: int):
         self.rank = rank
-        self.in_flight = 0
+        self.jobs: dict[int, Any] = {}  # sent, not ended, in the order it runs them
         self.known_fns: set[int] = set()
+        self.reset = False  # its function table must be cleared with the next batch
+        self.stalled_on: int | None = None  # id of the overrunning job it runs
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.jobs)
 
 
-class _LocalExecutor:
+# What the executor thread reports to the dispatcher, in order.
+class _Started(NamedTuple):
+    job: Any
+    t0: float
+
+
+class _Ended(NamedTuple):
+    job: Any
+    outcome: tuple  # (ok, value, t0, t1): see _run.Outcome
+
+
+class _Dropped(NamedTuple):
+    job: Any  # not run: drained (fail-fast) or cancelled
+
+
+class _Unsent(NamedTuple):
+    job: Any
+    error: BaseException  # it could not travel: fails without running
+
+
+class _Died(NamedTuple):
+    error: BaseException  # the thread itself failed (a bug): the pool breaks
+
+
+_FLUSH_EVERY = 0.02
+
+
+class _LocalExecutor(_Rank):
     """The main rank's own share of the jobs, run in a thread beside the dispatcher."""
 
     def __init__(self, pool):
-        self.rank = 0
-        self.in_flight = 0
+        super().__init__(0)
         self.draining = False
+        self.cancelled: set[int] = set()  # job ids to drop unstarted (Job.cancel)
+        self.recalled: set[int] = set()  # job ids taken back to run elsewhere
         self.batches: SimpleQueue = SimpleQueue()
-        # (0, job, ok, value, t0, t1) ended | (1, job, t0) started | (2, job) dropped
-        # | (3, job, error) cannot travel
         self.done: deque = deque()
-        self.checked: dict = {}  # job functions known to travel (or why not)
-        self.wake = threading.Event()  # set when ``done`` gets results
+        self.wake = threading.Event()  # set when ``done`` gets records
+        self.stopped = False
+        self._travel = TravelCheck(pool.network)
         self._network = pool.network
         self._thread = threading.Thread(target=self._run, name="neuroscaffold-local-jobs", daemon=True)
         self._thread.start()
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: B036 - report any death, never die silently
+            self.done.append(_Died(exc))
+            self.wake.set()
+
+    def _loop(self) -> None:
         network = self._network
         done = self.done
+        travel = self._travel
         last_start = 0.0
         while True:
             batch = self.batches.get()
@@ -178,47 +265,59 @@ class _LocalExecutor:
                 return
             first = True
             for job in batch:
-                if self.draining:
-                    done.append((2, job))
+                job_id = job.id
+                if job_id in self.recalled:
+                    self.recalled.discard(job_id)
                     continue
-                error = cannot_travel(job, network, self.checked)
+                if self.draining or job_id in self.cancelled or job.status is not _QUEUED:
+                    done.append(_Dropped(job))
+                    continue
+                error = travel.error(job)
                 if error is not None:
-                    done.append((3, job, error))
+                    done.append(_Unsent(job, error))
                     continue
                 t0 = time.time()
                 if first or t0 - last_start > _FLUSH_EVERY:
-                    done.append((1, job, t0))
+                    done.append(_Started(job, t0))
+                    self.wake.set()
                     last_start = t0
                     first = False
                 try:
-                    ok, value = call(job, network)
-                except BaseException as exc:  # noqa: B902 - a job's SystemExit is its failure
-                    ok, value = False, exc
-                done.append((0, job, ok, value, t0, time.time()))
+                    outcome = run_job(job._fn, job._args, job._kwargs, network, job_id)
+                except KeyboardInterrupt as exc:  # not delivered to this thread; be safe
+                    outcome = (False, JobPoolError(f"the job raised {exc!r}"), t0, time.time())
+                done.append(_Ended(job, outcome))
             self.wake.set()
 
     def stop(self, wait: bool) -> None:
+        self.stopped = True
         self.batches.put(None)
         if wait:
             self._thread.join()
 
 
 class _Dispatcher:
-    def __init__(self, pool):
+    def __init__(self, pool, guard):
         self.pool = pool
+        self.guard = guard
         self.network = pool.network
         self.comm = pool._comm
-        self.inbox = Inbox(self.comm, TAG_TO_MAIN)
-        self.outbox = Outbox(self.comm, TAG_TO_WORKER)
+        if self.comm is not None:
+            self.inbox = Inbox(self.comm, TAG_TO_MAIN)
+            self.outbox = Outbox(self.comm, TAG_TO_WORKER)
+        else:
+            self.inbox = self.outbox = None
         self.ranks = [_Rank(rank) for rank in range(1, pool.size)]
-        self.local = _LocalExecutor(pool) if pool.main_executes else None
+        self.local = _LocalExecutor(pool) if pool.main_executes or not self.ranks else None
         self.targets = ([self.local] if self.local else []) + self.ranks
-        self.fn_ids: dict = {}
-        self.batches: dict[int, list] = {}
+        self.travel = self.local._travel if self.local else TravelCheck(self.network)
+        self.fn_ids: dict = {}  # function key -> (id, function)
+        self.next_fn_id = 0
         self.next_batch = 0
         self.freed: list = []
         self.mean = None  # measured seconds per job
-        self.fn_cost: dict = {}  # measured seconds per job, per job function
+        self.fn_cost: dict = {}  # measured seconds per job, per cost_key(function)
+        self.next_stall_check = 0.0
         pool._on_cache_freed = self.freed.append
         pool._on_fail_fast = self.drain
 
@@ -228,33 +327,46 @@ class _Dispatcher:
         per_job = max(seconds / count, 1e-7)
         self.mean = per_job if self.mean is None else 0.7 * self.mean + 0.3 * per_job
         if fn is not None:
-            cost = self.fn_cost.get(fn)
-            self.fn_cost[fn] = per_job if cost is None else 0.7 * cost + 0.3 * per_job
+            key = cost_key(fn)
+            cost = self.fn_cost.get(key)
+            self.fn_cost[key] = per_job if cost is None else 0.7 * cost + 0.3 * per_job
 
     def run(self) -> None:
         pool = self.pool
+        guard = self.guard
         listeners = pool._listeners
+        local = self.local
         backoff = Backoff(tmax=_DISPATCH_WAIT_MAX)
         pool._drain_incoming()
         while True:
+            if guard.signal_name is not None:
+                guard.check()
             busy = pool._drain_incoming()
-            busy |= self.receive()
-            if self.local is not None and self.local.done:
+            if self.inbox is not None:
+                busy |= self.receive()
+            if local is not None and local.done:
                 busy |= self.collect_local()
+            if pool._cancel_sent:
+                self.forward_cancels()
             if self.freed:
                 self.free_caches()
             if pool._ready:
                 busy |= self.dispatch()
-            self.outbox.prune()
+            if self.outbox is not None:
+                self.outbox.prune()
             if self.finished():
                 return
             limit = _ping(pool) if listeners.waits else None
+            if pool._running:
+                self.look_for_stalls()
             if busy:
                 backoff.reset()
-            elif self.local is not None and self.local.in_flight:
+            elif local is not None and local.in_flight:
+                if not local.alive() and not local.done:
+                    raise JobPoolError("the main rank's job thread ended unexpectedly")
                 # The local executor sets this event as soon as it has results.
-                self.local.wake.wait(backoff.next_delay(limit))
-                self.local.wake.clear()
+                local.wake.wait(backoff.next_delay(limit))
+                local.wake.clear()
             else:
                 backoff.sleep(limit)
 
@@ -264,7 +376,7 @@ class _Dispatcher:
             pool._unfinished == 0
             and not pool._incoming
             and not pool._scheduling()
-            and all(target.in_flight == 0 for target in self.targets)
+            and all(not target.jobs for target in self.targets)
         )
 
     # --- sending work ---------------------------------------------------------------
@@ -278,12 +390,13 @@ class _Dispatcher:
             ahead = max(_MIN_AHEAD, min(_MAX_AHEAD, int(_AHEAD_SECONDS / mean)))
         ready = self.pool._ready
         local = self.local
+        fn_cost = self.fn_cost
         # A few cheap jobs are done here sooner than a round trip to a sleeping rank.
         if (
             local is not None
             and mean is not None
             and len(ready) * mean < _INLINE_ALL_SECONDS
-            and self.fn_cost.get(ready[0]._fn, _INLINE_SECONDS) < _INLINE_SECONDS
+            and fn_cost.get(cost_key(ready[0]._fn), _INLINE_SECONDS) < _INLINE_SECONDS
             and self.run_inline(len(ready))
         ):
             return True
@@ -291,22 +404,29 @@ class _Dispatcher:
         # ready now, so a small burst is spread over every rank, the main one included.
         share = -(-len(ready) // (len(self.ranks) + (local is not None)))
         sent = False
-        for target in sorted(self.ranks, key=lambda t: t.in_flight):
-            limit = min(ahead, target.in_flight + share)
-            while ready and target.in_flight < limit:
-                jobs = self._take(min(batch_size, limit - target.in_flight))
+        for target in sorted(self.ranks, key=lambda t: len(t.jobs)):
+            if target.stalled_on is not None and target.stalled_on in target.jobs:
+                continue  # it runs an overrunning job: feed the others
+            target.stalled_on = None
+            limit = min(ahead, len(target.jobs) + share)
+            while ready and len(target.jobs) < limit:
+                jobs = self._take(min(batch_size, limit - len(target.jobs)))
                 if not jobs:
                     break
                 self.send_batch(target, jobs)
                 sent = True
         if local is not None and ready:
-            head = ready[0]._fn
-            if self.fn_cost.get(head, _INLINE_SECONDS) < _INLINE_SECONDS:
+            if local.stalled_on is not None and local.stalled_on not in local.jobs:
+                local.stalled_on = None
+            if fn_cost.get(cost_key(ready[0]._fn), _INLINE_SECONDS) < _INLINE_SECONDS:
                 sent |= self.run_inline(min(batch_size, share))
-            elif local.in_flight < ahead:
-                jobs = self._take(min(batch_size, ahead - local.in_flight, share))
+            elif local.stalled_on is None and len(local.jobs) < ahead:
+                jobs = self._take(min(batch_size, ahead - len(local.jobs), share))
                 if jobs:
-                    local.in_flight += len(jobs)
+                    owned = local.jobs
+                    for job in jobs:
+                        owned[job.id] = job
+                        job._waiting = -1
                     local.batches.put(jobs)
                     sent = True
         return sent
@@ -325,24 +445,24 @@ class _Dispatcher:
         hand-off to the executor thread); stops early when a job turns out slow."""
         pool = self.pool
         ready = pool._ready
-        network = self.network
         fn_cost = self.fn_cost
+        travel = self.travel
         ran = 0
         start = time.perf_counter()
         while ready and ran < count:
             job = ready.popleft()
             if job.status is not _QUEUED:
                 continue
-            fn = job._fn
-            if fn_cost.get(fn, _INLINE_SECONDS) >= _INLINE_SECONDS:
+            key = cost_key(job._fn)
+            if fn_cost.get(key, _INLINE_SECONDS) >= _INLINE_SECONDS:
                 ready.appendleft(job)  # not known to be cheap: leave it to the others
                 break
-            seconds = run_in_this_thread(pool, job, network, self.local.checked)
+            seconds = run_here(pool, job, travel)
             if seconds is None:
                 continue
             ran += 1
             if seconds > _INLINE_SECONDS:
-                fn_cost[fn] = seconds
+                fn_cost[key] = seconds
                 break
             if time.perf_counter() - start > _BATCH_SECONDS:
                 break
@@ -351,18 +471,33 @@ class _Dispatcher:
             self._learn(elapsed, ran)
         return bool(ran)
 
+    def _function_id(self, fn) -> int:
+        key = function_key(fn)
+        entry = self.fn_ids.get(key)
+        if entry is None:
+            if len(self.fn_ids) >= _MAX_FUNCTIONS:
+                # Per-job closures would otherwise be kept until execute() returns:
+                # start afresh, here and (with their next batch) on every rank.
+                self.fn_ids.clear()
+                for target in self.ranks:
+                    target.known_fns.clear()
+                    target.reset = True
+            entry = self.fn_ids[key] = (self.next_fn_id, fn)
+            self.next_fn_id += 1
+        return entry[0]
+
     def send_batch(self, target: _Rank, jobs: list) -> None:
-        fn_ids = self.fn_ids
         new_fns = []
         tasks = []
+        known = target.known_fns
+        reset = target.reset
+        target.reset = False
         for job in jobs:
             fn = job._fn
-            fn_id = fn_ids.get(fn)
-            if fn_id is None:
-                fn_id = fn_ids[fn] = len(fn_ids)
-            if fn_id not in target.known_fns:
+            fn_id = self._function_id(fn)
+            if fn_id not in known:
                 new_fns.append((fn_id, fn))
-                target.known_fns.add(fn_id)
+                known.add(fn_id)
             tasks.append((job.id, fn_id, job._args, job._kwargs))
         try:
             body = dumps((new_fns, tasks), self.network)
@@ -371,11 +506,15 @@ class _Dispatcher:
             if not jobs:
                 return
             body = dumps((new_fns, tasks), self.network)
+        ids = [job.id for job in jobs]
+        owned = target.jobs
+        mark = -1 - target.rank
+        for job in jobs:
+            owned[job.id] = job
+            job._waiting = mark
         number = self.next_batch
         self.next_batch += 1
-        self.batches[number] = jobs
-        target.in_flight += len(jobs)
-        self.outbox.send(target.rank, encode(Kind.BATCH, number, body))
+        self.outbox.send(target.rank, encode(Kind.BATCH, number, join(plain((ids, reset)), body)))
 
     def _drop_unpicklable(self, target, jobs, new_fns, tasks):
         """Fail the jobs that cannot be pickled (naming why); keep the others."""
@@ -409,6 +548,58 @@ class _Dispatcher:
         for target in self.ranks:
             self.outbox.send(target.rank, encode(Kind.DRAIN))
 
+    def forward_cancels(self) -> None:
+        """Jobs cancelled after being sent: ask their rank to drop them if unstarted.
+
+        They become CANCELLED only when the rank answers that it dropped them; a job
+        that had already started runs to its end and keeps its real outcome.
+        """
+        pool = self.pool
+        by_rank: dict[int, list[int]] = {}
+        for job in pool._cancel_sent:
+            if job.status is _QUEUED and job._waiting < 0:
+                by_rank.setdefault(-1 - job._waiting, []).append(job.id)
+        pool._cancel_sent.clear()
+        for rank, ids in by_rank.items():
+            if rank == 0:
+                if self.local is not None:
+                    self.local.cancelled.update(ids)
+            else:
+                self.outbox.send(rank, encode(Kind.CANCEL, 0, plain(ids)))
+
+    def look_for_stalls(self) -> None:
+        """Take back the unstarted jobs of a rank whose current job overran, so that
+        they run elsewhere instead of waiting behind it."""
+        now = time.time()
+        if now < self.next_stall_check:
+            return
+        self.next_stall_check = now + _STALL_CHECK_EVERY
+        ready = self.pool._ready
+        for target in self.targets:
+            if len(target.jobs) < 2 or target.stalled_on is not None:
+                continue
+            head = next(iter(target.jobs.values()))
+            if head.status is not _RUNNING or head.started_at is None:
+                continue
+            cost = self.fn_cost.get(cost_key(head._fn), self.mean) or 0.0
+            limit = min(_OVERRUN_MAX, max(_OVERRUN_MIN, _OVERRUN_FACTOR * cost))
+            if now - head.started_at < limit:
+                continue
+            taken = [job for job in list(target.jobs.values())[1:] if job.status is _QUEUED]
+            if not taken:
+                continue
+            target.stalled_on = head.id
+            ids = []
+            for job in taken:
+                del target.jobs[job.id]
+                job._waiting = 0
+                ids.append(job.id)
+            ready.extendleft(reversed(taken))
+            if target is self.local:
+                self.local.recalled.update(ids)
+            else:
+                self.outbox.send(target.rank, encode(Kind.RECALL, 0, plain(ids)))
+
     # --- receiving outcomes ---------------------------------------------------------
 
     def receive(self) -> bool:
@@ -423,16 +614,21 @@ class _Dispatcher:
             if kind == Kind.RESULTS:
                 self._results(target, body)
             elif kind == Kind.STARTED:
-                pool._start(jobs[number], source, loads(body, None))
+                job = jobs[number]
+                if job._waiting == -1 - source:
+                    pool._start(job, source, loads(body, None))
             elif kind == Kind.DROPPED:
                 for job_id in loads(body, None):
-                    target.in_flight -= 1
-                    self._cancel_dropped(jobs[job_id])
+                    job = target.jobs.pop(job_id, None)
+                    if job is not None:
+                        self._cancel_dropped(job)
             elif kind == Kind.BATCH_FAILED:
-                error = unpack_error(loads(body, None), self.network)
-                batch = self.batches.pop(number, ())
-                target.in_flight -= len(batch)
-                for job in batch:
+                ids, packed = loads(body, None)
+                error = unpack_error(packed, self.network)
+                for job_id in ids:
+                    job = target.jobs.pop(job_id, None)
+                    if job is None:
+                        continue
                     failure = JobPoolError(
                         f"job {job.name!r} could not be unpickled on rank {source}: "
                         f"{type(error).__name__}: {error}"
@@ -442,6 +638,8 @@ class _Dispatcher:
             elif kind == Kind.WORKER_FAILED:
                 text = loads(body, None)
                 raise JobPoolError(f"rank {source} failed outside its jobs and left the pool: {text}")
+            elif kind == Kind.INTERRUPTED:
+                raise PoolInterrupted(source, loads(body, None))
         return got
 
     def _results(self, target: _Rank, body) -> None:
@@ -460,12 +658,14 @@ class _Dispatcher:
             meta = [(job_id, None, t0, t1) for job_id, _, t0, t1 in meta]
         else:
             error = None
-        target.in_flight -= len(meta)
         rank = target.rank
+        owned = target.jobs
         if meta:
             self._learn(meta[-1][3] - meta[0][2], len(meta), jobs[meta[0][0]]._fn)
         network = self.network
         for (job_id, ok, t0, t1), value in zip(meta, values):
+            if owned.pop(job_id, None) is None:
+                continue  # taken back (run elsewhere) or cancelled meanwhile
             if ok:
                 pool._finish(jobs[job_id], True, value, rank, t0, t1)
             elif ok is None:
@@ -475,29 +675,38 @@ class _Dispatcher:
 
     def collect_local(self) -> bool:
         pool = self.pool
-        done = self.local.done
+        local = self.local
+        done = local.done
+        owned = local.jobs
         count = 0
         first_t0 = last_t1 = fn = None
         while done:
             item = done.popleft()
-            kind = item[0]
-            if kind == 0:
-                _, job, ok, value, t0, t1 = item
-                self.local.in_flight -= 1
+            cls = item.__class__
+            if cls is _Ended:
+                job, (ok, value, t0, t1) = item
+                if owned.pop(job.id, None) is None:
+                    continue
                 count += 1
                 if first_t0 is None:
                     first_t0 = t0
                     fn = job._fn
                 last_t1 = t1
                 pool._finish(job, ok, value, 0, t0, t1)
-            elif kind == 1:
-                pool._start(item[1], 0, item[2])
-            elif kind == 2:
-                self.local.in_flight -= 1
-                self._cancel_dropped(item[1])
+            elif cls is _Started:
+                if item.job.id in owned:
+                    pool._start(item.job, 0, item.t0)
+            elif cls is _Dropped:
+                if owned.pop(item.job.id, None) is not None:
+                    self._cancel_dropped(item.job)
+            elif cls is _Unsent:
+                if owned.pop(item.job.id, None) is not None:
+                    pool._fail_job_unsent(item.job, item.error)
             else:
-                self.local.in_flight -= 1
-                pool._fail_job_unsent(item[1], item[2])
+                error = JobPoolError(
+                    f"the main rank's job thread failed: {type(item.error).__name__}: {item.error}"
+                )
+                raise error from item.error
         if count:
             self._learn(last_t1 - first_t0, count, fn)
         return True
@@ -505,25 +714,30 @@ class _Dispatcher:
     def _cancel_dropped(self, job) -> None:
         pool = self.pool
         if job.status is _QUEUED:
-            pool._cancel_one(job, pool._fail_fast_error(job), pool._listeners.active)
+            reason = pool._cancel_reasons.pop(job.id, None)
+            if reason is not None:
+                error = pool._cancel_error(job, reason[0])
+            else:
+                error = pool._fail_fast_error(job)
+            pool._cancel_one(job, error, pool._listeners.active)
             if job._dependents is not None:
                 pool._cancel_dependents(job, job)
 
     def close(self, summary, clean: bool) -> None:
-        stop_workers(self.pool, summary, self.outbox)
+        if self.comm is not None:
+            stop_workers(self.pool, summary, self.outbox)
         if self.local is not None:
             self.local.draining = not clean
             self.local.stop(wait=clean)
 
 
-def main_execute(pool) -> None:
+def main_execute(pool, guard) -> None:
     """Feed every rank until each job ended, then release the other ranks."""
-    dispatcher = _Dispatcher(pool)
+    dispatcher = _Dispatcher(pool, guard)
     try:
         dispatcher.run()
     except BaseException as exc:
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        pool._break(reason)
+        pool._break_for(exc)
         dispatcher.close(pool._summary(), clean=False)
         raise
     else:
@@ -534,8 +748,8 @@ def main_execute(pool) -> None:
         del pool._on_cache_freed, pool._on_fail_fast
 
 
-def stop_workers(pool, summary, outbox: Outbox | None = None) -> None:
-    """Send STOP (with the failure summary, or None) to every other rank."""
+def stop_workers(pool, summary: Summary, outbox: Outbox | None = None) -> None:
+    """Send STOP (with the pool's :class:`Summary`) to every other rank."""
     if pool._comm is None:
         return
     outbox = outbox or Outbox(pool._comm, TAG_TO_WORKER)

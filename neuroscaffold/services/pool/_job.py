@@ -1,7 +1,9 @@
 """Jobs, the dependency graph between them, and workflows of named phases.
 
-All job state changes happen on the main rank in the pool's main thread, through
-:meth:`Job._transition`, which checks the transition table of ``_status``.
+Job states change on the main rank, in the pool's main thread only (the ledger, in
+``_ledger``); other threads ask through the pool's incoming queue. :meth:`Job.cancel`
+may be called from any thread of the main rank: a job already sent to a rank becomes
+CANCELLED only once that rank confirms it dropped it unstarted.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Job:
         "_args",
         "_kwargs",
         "_context",
-        "submitter",
+        "_submitter",
         "status",
         "_result",
         "error",
@@ -58,7 +60,7 @@ class Job:
         self._args = args
         self._kwargs = kwargs
         self._context: dict | None = context or None
-        self.submitter: Any = submitter
+        self._submitter: Any = submitter  # given, or the node being scheduled
         self.status: JobStatus = _PENDING
         self._result: Any = _NO_RESULT
         self.error: BaseException | None = None
@@ -74,6 +76,13 @@ class Job:
     def context(self) -> dict:
         """Free information given at submission, shown in progress displays."""
         return self._context if self._context is not None else {}
+
+    @property
+    def submitter(self) -> Any:
+        """Who submitted the job: the node given or being scheduled, the owner of a
+        bound method that is a node, else the job's function itself."""
+        submitter = self._submitter
+        return submitter if submitter is not None else self._fn
 
     @property
     def name(self) -> str:
@@ -104,7 +113,12 @@ class Job:
         """Cancel the job and, transitively, every job that depends on it.
 
         Only a PENDING or QUEUED job can be cancelled; for a running or ended job this
-        warns and changes nothing. Returns whether the job was cancelled.
+        warns, changes nothing and returns False. Otherwise returns True: a job not
+        yet sent to a rank is CANCELLED at once (from the main thread) or at the
+        dispatcher's next turn (from another thread); a job already sent to a rank is
+        dropped there if that rank has not started it, and becomes CANCELLED when the
+        rank confirms it. A job its rank had already started runs to its end and keeps
+        its real outcome: a job is CANCELLED only when it really never ran.
         """
         if self.status is not _PENDING and self.status is not _QUEUED:
             warnings.warn(
@@ -169,7 +183,10 @@ def submitter_name(submitter: Any) -> str | None:
             return str(get_name())
         except Exception:  # a half-built node must not break a progress display
             pass
-    return getattr(submitter, "name", None) or type(submitter).__name__
+    name = getattr(submitter, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    return getattr(submitter, "__qualname__", None) or type(submitter).__name__
 
 
 class Workflow:

@@ -17,11 +17,13 @@ from ...exceptions import (
     InvalidStateError,
     JobCancelledError,
     JobPoolError,
+    PoolInterrupted,
     WorkflowError,
 )
 from . import _cache
 from ._events import PoolProgress
 from ._job import Job, _DepGroup
+from ._protocol import Summary
 from ._status import _POOL_TRANSITIONS, JobStatus, PoolProgressReason, PoolStatus
 
 _PENDING = JobStatus.PENDING
@@ -114,8 +116,8 @@ class _Ledger:
     def _register(self, job: Job) -> None:
         self._registered += 1
         self._unfinished += 1
-        if job.submitter is not None:
-            key = id(job.submitter)
+        if job._submitter is not None:
+            key = id(job._submitter)
             self._unfinished_by_submitter[key] = self._unfinished_by_submitter.get(key, 0) + 1
         failed = self._link(job, job.deps) if job.deps else None
         listening = self._listeners.active
@@ -251,7 +253,7 @@ class _Ledger:
     def _ended(self, job: Job) -> None:
         """Count ``job`` as ended (any terminal status): progress and cache counts."""
         self._unfinished -= 1
-        submitter = job.submitter
+        submitter = job._submitter
         if submitter is not None:
             key = id(submitter)
             done = self._done_by_submitter
@@ -326,21 +328,41 @@ class _Ledger:
     def _cancel_job(self, job: Job, reason: str | None) -> bool:
         """Cancel a PENDING or QUEUED job and its dependents (see :meth:`Job.cancel`)."""
         if not self.is_main():
-            job.status = _CANCELLED
+            job.status = _CANCELLED  # never runs: only the main rank's jobs do
             return True
         if threading.get_ident() != self._main_thread:
-            self._incoming.append(("cancel", job, reason))
-            self._wake.set()
+            self._push_incoming(("cancel", job, reason))
             return True
         if job in self._incoming_jobs():
             self._drain_incoming()
-        text = f"job {job.name!r} was cancelled" + (f": {reason}" if reason else "")
-        self._cancel_one(job, JobCancelledError(text), self._listeners.active)
+        if job.status is not _PENDING and job.status is not _QUEUED:
+            return False  # it ended meanwhile (e.g. a dependency failed)
+        if job.status is _QUEUED and job._waiting < 0:
+            # Sent to a rank: only that rank can drop it (unless it started it).
+            self._cancel_reasons[job.id] = (reason,)
+            self._cancel_sent.append(job)
+            return True
+        self._cancel_one(job, self._cancel_error(job, reason), self._listeners.active)
         self._cancel_dependents(job, job)
         return True
 
-    def _incoming_jobs(self):
-        return [item[1] for item in self._incoming if item[0] == "job"]
+    @staticmethod
+    def _cancel_error(job: Job, reason: str | None) -> JobCancelledError:
+        return JobCancelledError(
+            f"job {job.name!r} was cancelled" + (f": {reason}" if reason else "")
+        )
+
+    def _push_incoming(self, item: tuple) -> None:
+        """Hand ``item`` to the main thread (any thread; the main thread drains it)."""
+        with self._incoming_lock:
+            self._incoming.append(item)
+        self._wake.set()
+
+    def _incoming_jobs(self) -> list[Job]:
+        # A snapshot under the lock: other threads append while this runs (issue 6).
+        with self._incoming_lock:
+            items = list(self._incoming)
+        return [item[1] for item in items if item[0] == "job"]
 
     @staticmethod
     def _dependency_error(job: Job, root: Job) -> JobCancelledError:
@@ -370,6 +392,12 @@ class _Ledger:
 
     def _on_fail_fast(self) -> None:
         """Hook for the dispatcher: drop the jobs sent but not started."""
+
+    def _break_for(self, exc: BaseException) -> None:
+        """Break the pool because ``exc`` was raised (an interrupt is remembered)."""
+        if isinstance(exc, PoolInterrupted) and self._interrupted is None:
+            self._interrupted = (exc.rank, exc.signal_name)
+        self._break(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
     def _break(self, reason: str) -> None:
         """The pool broke (listener error, interrupt): every unfinished job is ABORTED."""
@@ -411,13 +439,14 @@ class _Ledger:
         where = f" on rank {job.rank}" if job.rank is not None else ""
         return f"job {job.name!r} failed{where}: {type(job.error).__name__}: {job.error}"
 
-    def _summary(self) -> tuple[str, list[str]] | None:
-        """The failure summary sent to the other ranks (None when all went well)."""
+    def _summary(self) -> Summary:
+        """The summary STOP takes to the other ranks (``message`` None: all went well)."""
         if self._broken is not None:
-            return (f"the pool broke on the main rank: {self._broken}", [f"the pool broke on the main rank: {self._broken}"])
+            text = f"the pool broke on the main rank: {self._broken}"
+            return Summary(text, (text,), self._interrupted)
         error = self._workflow_error()
         if error is None:
-            return None
+            return Summary()
         lines = [self._describe_failure(job) for job in self._jobs if job.status is _FAILED and not job._handled]
         lines += [str(err) for err in self._scheduling_errors]
-        return (error.message, lines)
+        return Summary(error.message, tuple(lines))

@@ -19,13 +19,17 @@ from ...exceptions import (
     JobPoolError,
     JobSchedulingError,
     ListenerError,
+    PoolInterrupted,
     WorkflowError,
 )
 from . import _cache
 from ._events import PoolProgress, PoolStatistics, SubmitterStatistics, _Listeners
+from ._interrupt import SignalGuard
 from ._ledger import _Ledger
+from ._protocol import Summary
 from ._job import Job, JobRecord, _DepGroup, submitter_name
 from ._status import JobStatus, PoolStatus
+from ._types import PoolNetwork
 
 __all__ = ["JobPool", "create_job_pool"]
 
@@ -92,9 +96,10 @@ def create_job_pool(
     )
     if pool.is_main():
         if not quiet:
-            from ...progress import default_listener
+            from .._registry import get_service
 
-            pool.add_listener(default_listener(pool))
+            # A service: the pool never imports the progress package (a layer above).
+            pool.add_listener(get_service("ProgressListener")(pool))
         for listener in listeners:
             pool.add_listener(listener)
     return pool
@@ -109,7 +114,7 @@ class JobPool(_Ledger):
 
     def __init__(
         self,
-        network: Any,
+        network: PoolNetwork,
         fail_fast: bool = False,
         workflow: Any = None,
         main_executes: bool = True,
@@ -138,9 +143,14 @@ class JobPool(_Ledger):
         self._lock = threading.Lock()  # guards job creation (ids, lists) across threads
         self._main_thread = threading.get_ident()
         self._incoming: deque = deque()  # ("job", Job) | ("cancel", Job, reason) | ("hold"/"release", node)
+        self._incoming_lock = self._lock  # appends from other threads, snapshots
+        self._cancel_sent: list[Job] = []  # cancelled after being sent: ask their rank
+        self._cancel_reasons: dict[int, tuple] = {}  # job id -> (reason,), for those
+        self._interrupted: tuple | None = None  # (rank, signal name) that stopped it
         self._wake = threading.Event()
         self._submissions: dict[int, list[Job]] = {}
         self._submission_views: dict[int, tuple[Job, ...]] = {}
+        self._function_views: dict[int, tuple[int, Any, tuple[Job, ...]]] = {}
         self._submitters: dict[int, Any] = {}
         self._unfinished_by_submitter: dict[int, int] = {}
         self._groups: dict[int, tuple[Sequence, _DepGroup, int]] = {}
@@ -231,6 +241,8 @@ class JobPool(_Ledger):
         else:
             deps = ()
         args = tuple(args) if args else ()
+        main = self.is_main()
+        here = threading.get_ident() == self._main_thread
         with self._lock:
             job = Job(self._ref, len(self._jobs), fn, args, kwargs or None, context, submitter, deps)
             self._jobs.append(job)
@@ -239,13 +251,15 @@ class JobPool(_Ledger):
                 self._submitters[key] = submitter
                 self._submissions.setdefault(key, []).append(job)
                 self._submission_views.pop(key, None)
-        if not self.is_main():
-            return job  # only the main rank's jobs run (the seed submits on every rank)
-        if threading.get_ident() == self._main_thread and not self._incoming:
+            if main and not (here and not self._incoming):
+                # In the same critical section as the job list: a job listed in
+                # ``jobs`` is registered or in the incoming queue, never in between.
+                self._incoming.append(("job", job))
+                self._wake.set()
+                return job
+        if main:
             self._register(job)
-        else:
-            self._incoming.append(("job", job))
-            self._wake.set()
+        # Only the main rank's jobs run (the seed submits on every rank).
         return job
 
     def schedule(self, nodes: Iterable[Any], scheduler: Callable[[Any], Any] | None = None):
@@ -289,28 +303,30 @@ class JobPool(_Ledger):
         self._set_pool_status(PoolStatus.EXECUTING)
         self._executed = True
         self._started_at = time.time()
+        guard = SignalGuard(self.rank, self._stall_report if self.is_main() else None)
         try:
-            return self._execute(return_results)
+            with guard:
+                return self._execute(return_results, guard)
+        except (WorkflowError, PoolInterrupted) as exc:
+            exc._neuroscaffold_every_rank = True  # every rank raises it: no MPI abort
+            raise
         finally:
             self._execute_ended = True
 
-    def _execute(self, return_results: bool) -> dict[Job, Any] | None:
+    def _execute(self, return_results: bool, guard: SignalGuard) -> dict[Job, Any] | None:
         from . import _dispatch, _worker
 
         _cache.activate(self._cache)
         if not self.is_main():
-            summary = _worker.worker_execute(self)
-            if summary is not None:
-                message, lines = summary
-                raise WorkflowError(message, [JobPoolError(line) for line in lines])
+            _worker.worker_execute(self, guard)
             return {} if return_results else None
         try:
             if self.parallel:
-                _dispatch.main_execute(self)
+                _dispatch.main_execute(self, guard)
             else:
-                _dispatch.serial_execute(self)
+                _dispatch.serial_execute(self, guard)
         except BaseException as exc:
-            self._break(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            self._break_for(exc)
             raise
         if self._scheduler_thread is not None:
             self._scheduler_thread.join()
@@ -332,13 +348,27 @@ class JobPool(_Ledger):
         self._listeners.add(listener, max_wait, self._missed_events())
 
     def get_submissions_of(self, submitter: Any) -> tuple[Job, ...]:
-        """The jobs ``submitter`` queued, in order (the same tuple until it queues more)."""
+        """The jobs ``submitter`` queued, in order (the same tuple until it queues more).
+
+        A job's submitter defaults to its function: ``get_submissions_of(square)``
+        gives the jobs of ``pool.queue(square, ...)`` that named no other submitter.
+        """
         key = id(submitter)
         with self._lock:
             view = self._submission_views.get(key)
-            if view is None:
-                view = tuple(self._submissions.get(key, ()))
+            if view is None and key in self._submissions:
+                view = tuple(self._submissions[key])
                 self._submission_views[key] = view
+            if view is not None:
+                return view
+            # Not a named submitter: jobs of this function (found by one scan, kept
+            # until more jobs are queued).
+            count = len(self._jobs)
+            cached = self._function_views.get(key)
+            if cached is not None and cached[0] == count and cached[1] is submitter:
+                return cached[2]
+            view = tuple(job for job in self._jobs if job._submitter is None and job._fn is submitter)
+            self._function_views[key] = (count, submitter, view)
             return view
 
     def get_required_cache_items(self) -> set[tuple[Any, str]]:
@@ -436,7 +466,7 @@ class JobPool(_Ledger):
 
                 text = f"the main rank raised before executing the pool: {exc_type.__name__}: {exc}"
                 # WorkflowError needs at least one member error on the other ranks.
-                stop_workers(self, (text, [text]))
+                stop_workers(self, Summary(text, (text,)))
             if exc is not None and not self._executed and not self.is_main() and self.parallel:
                 from ._worker import report_failure
 
@@ -480,6 +510,17 @@ class JobPool(_Ledger):
     def __repr__(self) -> str:
         return f"<JobPool rank {self.rank}/{self.size} {self._status.value}, {len(self._jobs)} jobs>"
 
+    def _stall_report(self) -> list[str]:
+        """Lines naming every rank's running jobs, oldest first (SIGUSR1, main rank)."""
+        now = time.time()
+        running = sorted(self._running.copy().values(), key=lambda job: job.started_at or now)
+        if not running:
+            return ["rank 0: no job is running on any rank"]
+        return [
+            f"rank {job.rank}: job {job.name!r} running for {now - (job.started_at or now):.1f} s"
+            for job in running
+        ]
+
     # --- background scheduling -------------------------------------------------------
 
     def _run_schedulers(self, nodes: list, scheduler: Callable) -> None:
@@ -500,7 +541,7 @@ class JobPool(_Ledger):
                     )
                 )
                 continue
-            self._incoming.append(("hold", node))
+            self._push_incoming(("hold", node))
             self._tls.submitter = node
             try:
                 scheduler(node)
@@ -511,8 +552,7 @@ class JobPool(_Ledger):
                 self._scheduling_errors.append(err)
             finally:
                 self._tls.submitter = None
-                self._incoming.append(("release", node))
-                self._wake.set()
+                self._push_incoming(("release", node))
         self._wake.set()
 
     def _scheduling(self) -> bool:

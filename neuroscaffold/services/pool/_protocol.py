@@ -4,24 +4,32 @@
 
     main rank (rank 0)                                  worker rank r (r > 0)
     ──────────────────                                  ─────────────────────
-    ready queue ── BATCH(new fns, [(job id, fn id, args, kwargs)]) ──▶ task deque
+    ready queue ── BATCH(job ids | reset?, new fns, tasks) ───────────▶ task deque
                 ── FREE([node keys]) ─────────────────────────────────▶ drop pool_cache values
                 ── DRAIN ─────────────────────────────────────────────▶ drop unstarted tasks
-                ── STOP(summary) ─────────────────────────────────────▶ leave execute()
+                ── CANCEL([job ids]) ─────────────────────────────────▶ drop these, if unstarted
+                ── RECALL([job ids]) ─────────────────────────────────▶ drop these (run elsewhere)
+                ── STOP(Summary) ─────────────────────────────────────▶ leave execute()
     job states ◀── STARTED(job id, t0) ── first job of a batch, or a slow stretch
-               ◀── RESULTS([(job id, ok, value, t0, t1)]) ── flushed per batch / 20 ms
-               ◀── DROPPED([job ids]) ── answer to DRAIN
-               ◀── BATCH_FAILED(batch id, error) ── a batch that could not be unpickled
-               ◀── WORKER_FAILED(text) ── this rank raised outside a job and leaves
+               ◀── RESULTS([(job id, ok, t0, t1)] | values) ── flushed per batch / 20 ms
+               ◀── DROPPED([job ids]) ── answer to DRAIN and CANCEL
+               ◀── BATCH_FAILED([job ids], error) ── a batch that could not be unpickled
+               ◀── WORKER_FAILED(text) ── this rank raised outside a job; it waits for STOP
+               ◀── INTERRUPTED(signal name) ── SIGINT/SIGTERM here; it waits for STOP
 
-Every message is one pickled ``(kind, payload)`` tuple sent as raw bytes with a
-nonblocking send on the pool's own duplicated communicator. Main to worker messages use
-one tag, worker to main another: MPI keeps messages of one (source, tag) in order, which
-the protocol relies on (a FREE is never overtaken by the STOP after it).
+Every message is one ``(kind, number)`` header and a body, sent as raw bytes with a
+nonblocking send on the pool's own duplicated communicator. A BATCH body is two blobs:
+the job ids, plainly pickled (so a worker that cannot unpickle the rest still names
+the jobs it failed), and the functions and arguments, cloudpickled. Main to worker
+messages use one tag, worker to main another: MPI keeps messages of one (source, tag)
+in order, which the protocol relies on (a FREE is never overtaken by the STOP after
+it, a RECALL reaches the worker before it takes the next task after the batch).
 
-Functions travel once per worker (a table of ids); configuration nodes and the network
-travel by name and are resolved on the receiving rank (``network.resolve_node``), so a
-job runs on that rank's own instance of its node, with that rank's ``pool_cache``.
+Functions travel once per worker (a table of ids, reset when it grows past a bound, so
+per-job closures are not kept for the pool's whole life); configuration nodes and the
+network travel by name and are resolved on the receiving rank
+(``network.resolve_node``), so a job runs on that rank's own instance of its node,
+with that rank's ``pool_cache``.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import pickle
 import socket
 import traceback
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import cloudpickle
 
@@ -42,15 +50,32 @@ TAG_TO_MAIN = 7302
 
 
 class Kind(IntEnum):
+    """What a message is (see the diagram above)."""
+
     BATCH = 1
     FREE = 2
     DRAIN = 3
     STOP = 4
+    CANCEL = 5
+    RECALL = 6
     STARTED = 11
     RESULTS = 12
     DROPPED = 13
     BATCH_FAILED = 14
     WORKER_FAILED = 15
+    INTERRUPTED = 16
+
+
+class Summary(NamedTuple):
+    """What STOP tells a worker about how the pool ended (plainly pickled).
+
+    ``message`` is None when every job succeeded (or its failure was handled);
+    ``interrupted`` is ``(rank, signal name)`` when a signal stopped the pool.
+    """
+
+    message: str | None = None
+    lines: tuple[str, ...] = ()
+    interrupted: tuple[int | None, str] | None = None
 
 
 _PLAIN_TYPES = frozenset(
@@ -125,13 +150,26 @@ def _plainly_travels(obj, depth: int = 0) -> bool:
 
 
 def pickling_error(obj: Any, network: Any) -> Exception | None:
-    """Why ``obj`` cannot travel to another rank, or None when it can."""
-    if _plainly_travels(obj):
-        return None
+    """Why ``obj`` cannot travel to another rank, or None when it can.
+
+    Never raises: whatever goes wrong while looking at ``obj`` (a ``dtype`` property
+    that raises, a ``__reduce__`` that exits...) is the reason it cannot travel.
+    """
+    try:
+        if _plainly_travels(obj):
+            return None
+    except Exception:
+        pass  # looking at it failed: let pickling decide
     try:
         dumps(obj, network)
     except Exception as exc:
         return exc
+    except BaseException as exc:  # noqa: B036 - e.g. SystemExit from a __reduce__
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        error = JobPoolError(f"pickling raised {exc!r}")
+        error.__cause__ = exc
+        return error
     return None
 
 

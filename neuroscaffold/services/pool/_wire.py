@@ -57,22 +57,33 @@ class Outbox:
             self.pending = [(req, data) for req, data in self.pending if not req.Test()]
 
     def wait(self, bound: float) -> bool:
-        """Wait (without spinning) until every send completed, at most ``bound`` seconds."""
+        """Wait (without spinning) until every send completed, at most ``bound`` seconds.
+
+        Sends still pending after that are not cancelled (MPI-4 deprecates cancelling
+        sends): they are kept, with their buffers, in :data:`_unfinished` until they
+        complete, so MPI never writes from freed memory.
+        """
         deadline = time.monotonic() + bound
         backoff = Backoff()
         while True:
             self.prune()
+            _prune_unfinished()
             if not self.pending:
                 return True
             if time.monotonic() > deadline:
-                for request, _ in self.pending:
-                    try:
-                        request.Cancel()
-                    except Exception:
-                        pass
+                _unfinished.extend(self.pending)
                 self.pending = []
                 return False
             backoff.sleep()
+
+
+#: sends whose receiver never took them (its rank left): kept until they complete
+_unfinished: list = []
+
+
+def _prune_unfinished() -> None:
+    if _unfinished:
+        _unfinished[:] = [(req, data) for req, data in _unfinished if not req.Test()]
 
 
 class Inbox:

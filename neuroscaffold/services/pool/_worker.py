@@ -1,34 +1,109 @@
-"""The job loop of a rank other than the main rank (see the diagram in ``_protocol``)."""
+"""The job loop of a rank other than the main rank (see the diagram in ``_protocol``).
+
+A worker runs the tasks the main rank sends, in order, through :func:`._run.run_job`,
+and answers with STARTED/RESULTS. It leaves on STOP only, so every rank leaves
+``execute()`` together:
+
+- STOP carries a :class:`._protocol.Summary`: the worker raises :class:`WorkflowError`
+  (jobs failed) or :class:`PoolInterrupted` (a signal stopped the pool), or returns.
+- If this rank fails outside its jobs, it prints its own error (headed by its rank),
+  tells the main rank (WORKER_FAILED) and waits, bounded, for STOP before raising.
+- If SIGINT/SIGTERM reaches this rank, it tells the main rank (INTERRUPTED) and waits,
+  bounded, for STOP, then raises :class:`PoolInterrupted`.
+"""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 
 from ..._backoff import Backoff
-from ._protocol import TAG_TO_MAIN, TAG_TO_WORKER, Kind, dumps, loads, pack_error, result_error
-from ._wire import Inbox, Outbox, decode, encode, join, plain
+from ...exceptions import JobPoolError, PoolInterrupted, WorkflowError
+from ._protocol import (
+    TAG_TO_MAIN,
+    TAG_TO_WORKER,
+    Kind,
+    Summary,
+    dumps,
+    format_remote,
+    loads,
+    pack_error,
+    result_error,
+)
+from ._run import run_job
+from ._wire import Inbox, Outbox, decode, encode, join, plain, split
 
 _FLUSH_EVERY = 0.02  # seconds: results (and starts) reach the main rank at least this often
-_EMPTY: dict = {}
+_STOP_WAIT = 5.0  # seconds a failed or interrupted worker waits for the main rank's STOP
 _END_OF_BATCH = None
 
 
-def worker_execute(pool):
-    """Run the jobs the main rank sends until it says STOP; returns its summary."""
-    comm, network, rank, size = pool._comm, pool.network, pool.rank, pool.size
+def worker_execute(pool, guard) -> None:
+    """Run the jobs the main rank sends until it says STOP; raise what STOP says."""
+    comm, rank = pool._comm, pool.rank
     inbox = Inbox(comm, TAG_TO_WORKER, source=0)
     outbox = Outbox(comm, TAG_TO_MAIN)
     try:
-        return _loop(pool, comm, network, rank, size, inbox, outbox)
-    except BaseException as exc:
-        report_failure(pool, exc, outbox)
-        raise
+        try:
+            summary = _loop(pool, guard, inbox, outbox)
+        except PoolInterrupted as exc:
+            outbox.send(0, encode(Kind.INTERRUPTED, rank, plain(exc.signal_name)))
+            _await_stop(inbox, outbox)
+            raise PoolInterrupted(rank, exc.signal_name) from None
+        except BaseException as exc:
+            _print_own_error(exc, rank, pool.size)
+            report_failure(pool, exc, outbox)
+            _await_stop(inbox, outbox)
+            raise
+        if guard.interrupted:
+            raise PoolInterrupted(rank, guard.signal_name)
     finally:
         outbox.wait(bound=10.0)
+    _raise_summary(summary)
 
 
-def _loop(pool, comm, network, rank, size, inbox, outbox):
+def _raise_summary(summary) -> None:
+    if summary is None or summary.message is None and summary.interrupted is None:
+        return
+    if summary.interrupted is not None:
+        raise PoolInterrupted(*summary.interrupted)
+    raise WorkflowError(summary.message, [JobPoolError(line) for line in summary.lines])
+
+
+def _await_stop(inbox: Inbox, outbox: Outbox) -> Summary | None:
+    """Wait (bounded) for STOP, dropping whatever else comes; None if none came."""
+    deadline = time.monotonic() + _STOP_WAIT
+    backoff = Backoff()
+    while time.monotonic() < deadline:
+        incoming = inbox.poll()
+        if incoming is None:
+            outbox.prune()
+            backoff.sleep()
+            continue
+        backoff.reset()
+        kind, _, body = decode(incoming[1])
+        if kind == Kind.STOP:
+            return loads(body, None)
+    return None
+
+
+def _print_own_error(exc: BaseException, rank: int, size: int) -> None:
+    """Only the main rank prints progress, but every rank prints its own fatal error."""
+    text = format_remote(exc, rank, size)
+    try:
+        sys.stderr.write("".join(f"[rank {rank}] {line}\n" for line in text.strip().splitlines()))
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        exc._neuroscaffold_printed = True
+    except Exception:
+        pass
+
+
+def _loop(pool, guard, inbox: Inbox, outbox: Outbox) -> Summary:
+    network, rank, size = pool.network, pool.rank, pool.size
     tasks: deque = deque()
     fns: dict[int, object] = {}
     meta: list = []
@@ -47,16 +122,31 @@ def _loop(pool, comm, network, rank, size, inbox, outbox):
         meta.clear()
         values.clear()
 
+    def drop(ids) -> list[int]:
+        wanted = set(ids)
+        kept = [task for task in tasks if task is _END_OF_BATCH or task[0] not in wanted]
+        dropped = [task[0] for task in tasks if task is not _END_OF_BATCH and task[0] in wanted]
+        tasks.clear()
+        tasks.extend(kept)
+        return dropped
+
     while True:
+        if guard.signal_name is not None:
+            guard.check()
         received = False
         while (incoming := inbox.poll()) is not None:
             received = True
             kind, number, body = decode(incoming[1])
             if kind == Kind.BATCH:
+                ids_blob, payload = split(body)
+                ids, reset = loads(ids_blob, None)
+                if reset:
+                    fns.clear()  # the main rank forgot its functions: so do we
                 try:
-                    new_fns, batch = loads(body, network)
+                    new_fns, batch = loads(payload, network)
                 except Exception as exc:
-                    outbox.send(0, encode(Kind.BATCH_FAILED, number, plain(pack_error(exc, rank, size, network))))
+                    packed = pack_error(exc, rank, size, network)
+                    outbox.send(0, encode(Kind.BATCH_FAILED, number, plain((ids, packed))))
                     continue
                 fns.update(new_fns)
                 first = True
@@ -72,27 +162,27 @@ def _loop(pool, comm, network, rank, size, inbox, outbox):
                 tasks.clear()
                 flush()
                 outbox.send(0, encode(Kind.DROPPED, 0, plain(dropped)))
+            elif kind == Kind.CANCEL:
+                dropped = drop(loads(body, None))
+                flush()
+                outbox.send(0, encode(Kind.DROPPED, 0, plain(dropped)))
+            elif kind == Kind.RECALL:
+                drop(loads(body, None))  # the main rank runs them elsewhere
             elif kind == Kind.STOP:
                 flush()
-                return loads(body, network)
+                return loads(body, None)
         if tasks:
             task = tasks.popleft()
             if task is _END_OF_BATCH:
                 flush()
                 continue
             job_id, fn, args, kwargs, first = task
-            t0 = time.time()
             if first or time.monotonic() - last_sent > _FLUSH_EVERY:
                 flush()
-                outbox.send(0, encode(Kind.STARTED, job_id, plain(t0)))
-            try:
-                value = fn(network, *args, **(kwargs or _EMPTY))
-                ok = True
-            except Exception as exc:
-                value = pack_error(exc, rank, size, network)
-                ok = False
-            meta.append((job_id, ok, t0, time.time()))
-            values.append(value)
+                outbox.send(0, encode(Kind.STARTED, job_id, plain(time.time())))
+            ok, value, t0, t1 = run_job(fn, args, kwargs, network, job_id, check_result=False)
+            values.append(value if ok else pack_error(value, rank, size, network))
+            meta.append((job_id, ok, t0, t1))
             if time.monotonic() - last_sent > _FLUSH_EVERY:
                 flush()
             backoff.reset()

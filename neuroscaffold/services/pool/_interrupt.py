@@ -1,0 +1,112 @@
+"""Signals while a pool executes: SIGINT/SIGTERM end every rank, SIGUSR1 reports stalls.
+
+While ``execute()`` runs in the main thread, :class:`SignalGuard` replaces the SIGINT
+and SIGTERM handlers (and restores the previous ones after). A signal is remembered;
+it is raised as :class:`PoolInterrupted` at once if this thread is inside a job (the
+job is interrupted, as Ctrl-C would), else at the next turn of the rank's loop, where
+the pool's state is consistent. The rank that got it then tells the others (see
+``_protocol``: INTERRUPTED to the main rank, STOP with the interrupt to the workers),
+so every rank leaves ``execute()`` with :class:`PoolInterrupted` within a few seconds.
+
+SIGUSR1 prints this rank's running jobs and, through :mod:`faulthandler` (which works
+even while a job holds the interpreter in C code), the Python stack of every thread.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from ...exceptions import PoolInterrupted
+from ._run import running_here, running_jobs
+
+__all__ = ["SignalGuard"]
+
+_STOPS = ("SIGINT", "SIGTERM")
+
+
+class SignalGuard:
+    """Install the pool's signal handlers for the time of a ``with`` block.
+
+    Does nothing outside the main thread (Python only delivers signals there).
+    ``report`` is called from the SIGUSR1 handler and returns the lines to print.
+    """
+
+    def __init__(self, rank: int, report: Callable[[], list[str]] | None = None):
+        self.rank = rank
+        self.report = report
+        self.signal_name: str | None = None
+        self._saved: dict[int, Any] = {}
+        self._main = threading.main_thread().ident
+        self._faulthandler = False
+
+    def __enter__(self) -> "SignalGuard":
+        if threading.get_ident() != self._main:
+            return self
+        for name in _STOPS:
+            signum = getattr(signal, name)
+            self._saved[signum] = signal.signal(signum, self._on_stop)
+        usr1 = getattr(signal, "SIGUSR1", None)
+        if usr1 is not None:
+            self._saved[usr1] = signal.signal(usr1, self._on_report)
+            try:
+                # C-level: dumps every thread's stack even while a job is stuck in C.
+                faulthandler.register(usr1, file=sys.stderr, all_threads=True, chain=True)
+                self._faulthandler = True
+            except (RuntimeError, ValueError, OSError, AttributeError):
+                pass
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._faulthandler:
+            faulthandler.unregister(signal.SIGUSR1)
+            self._faulthandler = False
+        for signum, previous in self._saved.items():
+            try:
+                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+            except (TypeError, ValueError):
+                pass
+        self._saved.clear()
+
+    @property
+    def interrupted(self) -> bool:
+        return self.signal_name is not None
+
+    def check(self) -> None:
+        """Raise :class:`PoolInterrupted` if a stop signal came."""
+        if self.signal_name is not None:
+            raise PoolInterrupted(self.rank, self.signal_name)
+
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        first = self.signal_name is None
+        if first:
+            self.signal_name = signal.Signals(signum).name
+        if self._main in running_here:
+            # A job runs in this (main) thread: interrupt it, as Ctrl-C would.
+            raise PoolInterrupted(self.rank, self.signal_name)
+
+    def _on_report(self, signum: int, frame: Any) -> None:
+        lines = [f"### rank {self.rank}: stall report (thread stacks above)"]
+        now = time.time()
+        here = list(running_jobs().items())
+        for ident, job in here:
+            lines.append(
+                f"rank {self.rank}: thread {ident:#x} runs job {job.label!r}"
+                f" for {now - job.started:.1f} s"
+            )
+        if not here:
+            lines.append(f"rank {self.rank}: no job running")
+        if self.report is not None:
+            try:
+                lines += self.report()
+            except Exception as exc:  # a report must never break the run
+                lines.append(f"rank {self.rank}: stall report failed: {exc!r}")
+        try:
+            sys.stderr.write("".join(line + "\n" for line in lines))
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
