@@ -64,9 +64,10 @@ class ConnectionStrategy(ChunkedStrategy):
         }
         return job_regions(sorted(chunks), grid, chunk_size)
 
-    def presynaptic_chunks(self, chunk: Chunk) -> list[tuple[int, int, int]] | None:
+    def presynaptic_chunks(self, chunk: Chunk) -> "np.ndarray | list[tuple[int, int, int]] | None":
         """The network chunks whose presynaptic cells the job of ``chunk`` considers
-        (None: all of them). Override to limit the search, as distance rules do."""
+        (None: all of them), as a list of indices or an (n, 3) array. Override to limit
+        the search, as distance rules do."""
         return None
 
     def _placement_strategies(self) -> list:
