@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 
 from .config import Configuration
 from .exceptions import StorageError
+from .plan import build_plan
 from .storage import ConnectivitySet, HDF5Storage, PlacementSet
 
 __all__ = ["Network", "Scaffold", "from_storage"]
@@ -95,7 +96,7 @@ class Network:
     # --- compiling ------------------------------------------------------------------
 
     def compile(self, clear: bool = False, append: bool = False, quiet: bool = False,
-                listeners: Iterable[Callable] = ()) -> None:
+                listeners: Iterable[Callable] = (), force: bool = False) -> None:
         """Place the cells, then connect them, into this network's storage.
 
         Collective: call it on every rank. Each phase runs in its own job pool (with a
@@ -107,8 +108,13 @@ class Network:
             append: keep what it holds and add a new run's results to it.
             quiet: no progress display.
             listeners: pool listeners added to every pool of the compile.
+            force: compile even if the plan's estimates (jobs, memory, file size)
+                exceed this machine's limits; geometry errors are never overridden
+                (see :mod:`neuroscaffold.plan`).
 
         Raises:
+            ConfigurationError: the plan of the compile is refused (one line naming
+                the value), before any job is queued or anything is written.
             StorageError: the file already holds a network and neither ``clear`` nor
                 ``append`` was chosen (it is never overwritten silently).
         """
@@ -116,6 +122,7 @@ class Network:
 
         if clear and append:
             raise ValueError("choose clear or append, not both")
+        _on_main(lambda: build_plan(self).check(force=force))  # sizes checked before any job
         listeners = tuple(listeners)
         _on_main(lambda: self._begin_compile(clear, append))
         workflow = Workflow(list(PHASES))

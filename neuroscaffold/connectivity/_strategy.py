@@ -12,6 +12,7 @@ from ..placement._chunks import Chunk
 from ..placement._chunked import ChunkedStrategy, dependency_jobs, job_regions
 from ..services.pool import pool_cache
 from ._cells import CellIndex, CellSelection
+from ._checks import check_pairs
 
 __all__ = ["ConnectionStrategy"]
 
@@ -95,7 +96,7 @@ class ConnectionStrategy(ChunkedStrategy):
         pre = cells[self.presynaptic.name].select(self.presynaptic_chunks(chunk))
         with self._job(chunk):
             found = self.connect(pre, post) if len(pre) and len(post) else ()
-        local = np.asarray(found, dtype=np.int64).reshape(-1, 2)
+        local = check_pairs(self, chunk, found, len(pre), len(post))  # int (m, 2), in range
         pairs = np.column_stack([pre.indices[local[:, 0]], post.indices[local[:, 1]]])
         post_chunk_of_pair = post.chunks[local[:, 1]]
         if self.presynaptic.name == self.postsynaptic.name and not self.autapses:

@@ -11,6 +11,7 @@ from ..config import types
 from ..config._node import raise_at
 from ..services.pool import pool_cache
 from ._chunked import ChunkedStrategy, dependency_jobs, job_regions
+from ._checks import check_positions
 from ._chunks import Chunk
 from ._indicators import Indicators, build_indicators
 
@@ -100,9 +101,7 @@ class PlacementStrategy(ChunkedStrategy):
         name = getattr(getattr(cell_type, "cell_type", cell_type), "name", cell_type)
         if name not in {ct.name for ct in self.cell_types}:
             raise ValueError(f"{self.name} does not place cell type {name!r}")
-        positions = np.asarray(positions, dtype=np.float64)
-        if positions.ndim != 2 or positions.shape[1] != 3:
-            raise ValueError(f"positions must have shape (n, 3), got {positions.shape}")
+        positions = check_positions(self, chunk, name, positions)  # finite, (n, 3), in chunk
         job = self._current_job()
         if job is not None:
             job.collected.setdefault(name, []).append(positions)
