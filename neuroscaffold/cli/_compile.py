@@ -27,6 +27,12 @@ def register(subparsers) -> None:
     parser.add_argument("--trace", metavar="PATH", type=Path,
                         help="write a Chrome trace of the jobs to PATH")
     parser.add_argument("-q", "--quiet", action="store_true", help="show no progress")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan (phases, strategies, jobs and chunks, expected "
+                        "cells, memory and file size) and write nothing")
+    parser.add_argument("--force", action="store_true",
+                        help="compile even if the plan's estimates exceed this machine's "
+                        "limits (never overrides geometry errors)")
     parser.set_defaults(run=run, report_errors=_is_main)
 
 
@@ -43,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
 
     configuration = Configuration.from_file(args.config)
     output = args.output or Path(Path(args.config).stem + ".hdf5")
+    if args.dry_run:
+        return _dry_run(configuration, output)
+    if args.trace is not None:
+        _check_writable(args.trace)
     network = Network(configuration, output)
     listeners = []
     if args.trace is not None:
@@ -51,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         recorder = TraceRecorder()
         listeners.append(recorder)
     start = time.perf_counter()
-    network.compile(clear=args.clear, append=args.append, quiet=args.quiet, listeners=listeners)
+    network.compile(clear=args.clear, append=args.append, quiet=args.quiet, listeners=listeners,
+                    force=args.force)
     elapsed = time.perf_counter() - start
     if MPI.get_rank() == 0:
         if args.trace is not None:
@@ -61,5 +72,36 @@ def run(args: argparse.Namespace) -> int:
         pairs = sum(count for *_, count in summary["connections"].values())
         ranks = MPI.get_size()
         print(f"compiled '{configuration.name}' into {output} in {elapsed:.2f} s on "
-              f"{ranks} rank{'s' if ranks > 1 else ''}: {cells:,} cells, {pairs:,} connections")
+              f"{ranks} rank{'s' if ranks > 1 else ''}: {cells:,} cells, {pairs:,} connections",
+              flush=True)
     return 0
+
+
+def _dry_run(configuration, output: Path) -> int:
+    """Print the plan on the main rank; nothing is written."""
+    from ..plan import build_plan
+
+    if _is_main():
+        plan = build_plan(configuration, output)
+        print(plan.format(), flush=True)
+        print(f"dry run: nothing was written ({output} untouched)", flush=True)
+        if plan.geometry_errors:
+            return 1
+    return 0
+
+
+def _check_writable(path: Path) -> None:
+    """Fail now, not after the compile, if the trace cannot be written to ``path``."""
+    from ..exceptions import ConfigurationError
+
+    if not _is_main():
+        return
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise ConfigurationError(f"--trace {path}: cannot write there ({reason})") from None
+    if not existed:
+        path.unlink()

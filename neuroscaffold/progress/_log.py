@@ -66,8 +66,14 @@ class LogProgress(StatsListener):
             self._beat = None
 
     def _beat_loop(self, stop: threading.Event) -> None:
-        while not stop.wait(self.interval):
+        while not stop.wait(min(self.interval, 0.1) if self._scheduling() else self.interval):
             self._write_due()
+
+    def _scheduling(self) -> bool:
+        """Whether the followed pool is still adding jobs in the background
+        (``pool.schedule``): the first line waits for it, so it counts every job."""
+        thread = getattr(getattr(self.stats, "_pool", None), "_scheduler_thread", None)
+        return thread is not None and thread.is_alive()
 
     def _react(self, event: Any) -> None:
         self._write_due()
@@ -86,6 +92,9 @@ class LogProgress(StatsListener):
                 due = stage != self._stage
             elif stats.pool_status is PoolStatus.SCHEDULING:  # nothing to say on entering
                 due = self._stage is not None and now >= self._due
+            elif stage != self._stage and self._scheduling():
+                due = False  # wait until every job is counted (see _beat_loop)
+                stage = self._stage
             else:
                 due = stage != self._stage or now >= self._due
             if due:
