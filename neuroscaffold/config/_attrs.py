@@ -7,6 +7,8 @@ and looked up in the configuration when read.
 
 from __future__ import annotations
 
+from .._text import short_repr
+
 import builtins
 import copy
 from collections.abc import Mapping
@@ -34,7 +36,7 @@ def cast_value(type_: Any, value: Any, owner: Any, key: Any) -> Any:
     except (TypeError, ValueError):
         expected = getattr(caster, "expected", None) or (
             f"a valid {getattr(caster, '__name__', 'value')}")
-    raise_at(owner, key, f"expected {expected}, got {value!r}")
+    raise_at(owner, key, f"expected {expected}, got {short_repr(value)}")
 
 
 def to_raw(value: Any) -> Any:
@@ -119,7 +121,7 @@ class ref(Attr):
         if isinstance(value, (str, Node)):
             return value
         raise_at(owner, self.name, f"expected the name of a node in '{self.section}', "
-                                   f"got {value!r}")
+                                   f"got {short_repr(value)}")
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
@@ -157,7 +159,7 @@ class reflist(ref):
             value = [value]
         if not isinstance(value, (builtins.list, tuple)):
             raise_at(owner, self.name, f"expected a list of names of nodes in "
-                                       f"'{self.section}', got {value!r}")
+                                       f"'{self.section}', got {short_repr(value)}")
         return [super(reflist, self).cast(owner, item) for item in value]
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
@@ -220,7 +222,7 @@ class _ContainerAttr(Attr):
         if value is None:
             value = self.empty()
         if not self.accepts(value):
-            raise_at(owner, self.name, f"expected {self.expected}, got {value!r}")
+            raise_at(owner, self.name, f"expected {self.expected}, got {short_repr(value)}")
         result = self.container(owner, self.name, self.type)
         (result.update if isinstance(result, builtins.dict) else result.extend)(value)
         return result

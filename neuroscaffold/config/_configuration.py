@@ -12,6 +12,7 @@ from . import types
 from ._attrs import NodeDict, NodeList, attr, ref
 from ._attrs import dict as node_dict
 from ._node import Node, node, raise_at, walk_nodes
+from ._classes import folder_on_path
 from ._parse import load_file, parse_text
 from ..connectivity._strategy import ConnectionStrategy
 from ..exceptions import ConfigurationError
@@ -99,8 +100,12 @@ class Configuration(Node):
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Configuration":
-        """Load a YAML (``.yaml``, ``.yml``) or JSON (``.json``) file."""
-        return cls(load_file(path))
+        """Load a YAML (``.yaml``, ``.yml``) or JSON (``.json``) file. The file's folder
+        is on the import path while it loads, so ``strategy: mystrategies.MyStrategy``
+        finds ``mystrategies.py`` next to the file."""
+        data = load_file(path)
+        with folder_on_path(Path(path).parent):
+            return cls(data)
 
     @classmethod
     def from_yaml(cls, text: str) -> "Configuration":
