@@ -88,8 +88,8 @@ def resolve_class(value: Any, base: type, builtins: Mapping[str, str], path: str
         try:
             cls = import_object(value)
         except ImportError as error:
-            raise ConfigurationError(f"{path}: cannot import '{value}': {error} "
-                                     f"({_where_looked()})") from None
+            where = f" ({_where_looked()})" if "no module named" in str(error).lower() else ""
+            raise ConfigurationError(f"{path}: cannot import '{value}': {error}{where}") from None
         except Exception as error:  # the user's module raised while importing
             raise ConfigurationError(f"{path}: importing '{value}' raised "
                                      f"{type(error).__name__}: {error}") from error
