@@ -94,6 +94,11 @@ def parse_text(text: str, kind: str, source: str = "<string>") -> dict[str, Any]
         try:
             data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
         except yaml.YAMLError as error:
+            if _Loader is not yaml.SafeLoader:  # the pure-Python parser words it better
+                try:
+                    yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506
+                except yaml.YAMLError as python_error:
+                    error = python_error
             mark = getattr(error, "problem_mark", None)
             where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
             problem = getattr(error, "problem", None) or str(error).splitlines()[0]
