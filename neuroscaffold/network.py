@@ -81,13 +81,15 @@ class Network:
         ``np.asarray(...)`` gives their positions."""
         name = getattr(cell_type, "name", cell_type)
         if name not in self.cell_types and name not in self._stored(self.storage.cell_type_names):
-            raise StorageError(f"{self.storage.path}: no cell type '{name}'")
+            raise StorageError(f"{self.storage.path}: no cell type '{name}'"
+                               + _did_you_mean(name, [*self.cell_types, *self._stored(self.storage.cell_type_names)]))
         return PlacementSet(self.storage, name)
 
     def get_connectivity_set(self, name: str) -> ConnectivitySet:
         """The stored connections of strategy ``name``: (pre, post) index pairs."""
         if name not in self._stored(self.storage.connectivity_names):
-            raise StorageError(f"{self.storage.path}: no connectivity set '{name}'")
+            raise StorageError(f"{self.storage.path}: no connectivity set '{name}'"
+                               + _did_you_mean(name, self._stored(self.storage.connectivity_names)))
         return ConnectivitySet(self.storage, name)
 
     def _stored(self, names: Callable[[], list[str]]) -> list[str]:
@@ -243,6 +245,14 @@ def _on_main(fn: Callable[[], Any]) -> Any:
     if not ok:
         raise value
     return value
+
+
+def _did_you_mean(name: Any, known: Iterable[str]) -> str:
+    """`` (did you mean 'granule'?)`` for the closest of ``known``, else ``""``."""
+    import difflib
+
+    hint = difflib.get_close_matches(str(name), sorted(set(known)), n=1)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
 
 
 def _in_dependency_order(section: dict) -> list:
