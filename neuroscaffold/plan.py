@@ -142,7 +142,7 @@ class Plan:
         totals: dict[str, float | None] = {}
         for strategy in self.strategies:
             for name, count in strategy.cells.items():
-                if name in totals and (totals[name] is None or count is None):
+                if count is None or (name in totals and totals[name] is None):
                     totals[name] = None
                 else:
                     totals[name] = totals.get(name, 0) + count
@@ -187,6 +187,7 @@ class Plan:
         if self.geometry_errors:
             return "\n".join(lines)
         width = max([len(s.name) for s in self.strategies] + [8])
+        kind_width = max([len(s.kind) for s in self.strategies] + [10])
         for phase in ("placement", "connectivity"):
             members = [s for s in self.strategies if s.phase == phase]
             jobs = sum(s.jobs for s in members)
@@ -198,7 +199,7 @@ class Plan:
                     what = f"cells: {what}" if what else "no cells"
                 else:
                     what = f"~{_count(s.connections)} connections"
-                lines.append(f"  {s.name:<{width}}  {s.kind:<12} {s.jobs:>7,} jobs "
+                lines.append(f"  {s.name:<{width}}  {s.kind:<{kind_width}}  {s.jobs:>7,} jobs "
                              f"{s.chunks:>7,} chunks  {what}")
         cells = self.cells
         total = None if any(v is None for v in cells.values()) else sum(cells.values())

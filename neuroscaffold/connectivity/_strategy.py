@@ -33,9 +33,9 @@ class ConnectionStrategy(ChunkedStrategy):
     of both cell types and for the strategies in ``depends_on``.
     """
 
-    presynaptic = config.ref("cell_types", required=True)
-    postsynaptic = config.ref("cell_types", required=True)
-    depends_on = config.reflist("connectivity")
+    presynaptic = config.ref("cell_types", required=True, doc="cell type the connections start from")
+    postsynaptic = config.ref("cell_types", required=True, doc="cell type the connections end on")
+    depends_on = config.reflist("connectivity", doc="connection strategies whose jobs must end first")
     autapses = config.attr(type=bool, default=False,
                            doc="let a cell connect to itself (same pre and post type)")
 

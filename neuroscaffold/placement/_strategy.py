@@ -35,9 +35,9 @@ class PlacementStrategy(ChunkedStrategy):
     same whichever rank places which chunk.
     """
 
-    cell_types = config.reflist("cell_types", required=True)
-    partitions = config.reflist("partitions")
-    depends_on = config.reflist("placement")
+    cell_types = config.reflist("cell_types", required=True, doc="the cell types it places")
+    partitions = config.reflist("partitions", doc="the partitions it fills")
+    depends_on = config.reflist("placement", doc="placement strategies whose jobs must end first")
     density = config.attr(type=types.number(min=0),
                           doc="cells/µm³ for every cell type, instead of the cell type's")
     count = config.attr(type=types.integer(min=0),
