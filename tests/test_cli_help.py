@@ -194,3 +194,42 @@ def test_a_missing_strategy_module_says_where_it_looked(capsys, tmp_path):
         "neuroscaffold: error: placement.place_a.strategy: cannot import 'nosuchmodule.Corner': "
         f"no module named 'nosuchmodule' (looked in the configuration's folder {tmp_path} and "
         "on sys.path)\n")
+
+
+SLOW = '''
+import time
+from neuroscaffold import PlacementStrategy, config
+
+@config.node
+class Slow(PlacementStrategy):
+    def place(self, chunk, indicators):
+        time.sleep(0.05)
+'''
+
+
+def test_after_ctrl_c_the_last_line_says_stopped(tmp_path):
+    import signal
+
+    (tmp_path / "slowstrategies.py").write_text(SLOW)
+    (tmp_path / "slow.yaml").write_text(yaml.safe_dump({
+        "network": {"x": 800, "y": 800, "z": 400},
+        "partitions": {"all": {"type": "layer", "thickness": 800}},
+        "cell_types": {"a": {"count": 10}},
+        "placement": {"p": {"strategy": "slowstrategies.Slow", "cell_types": ["a"],
+                            "partitions": ["all"]}},
+    }))
+    proc = subprocess.Popen([sys.executable, "-c", CLI, "compile", str(tmp_path / "slow.yaml"),
+                             "-o", str(tmp_path / "slow.hdf5")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=base_env(), cwd=tmp_path)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert lines[-1] == "neuroscaffold: interrupted"
+    assert re.fullmatch(r"placement stopped: 256/256 jobs, 0 failed, \d+ aborted, .*", lines[-2]), err
+    assert "finished" not in err
