@@ -50,3 +50,12 @@ class BadPairs(ConnectionStrategy):
         if self.kind == "good":
             return np.array([[n_pre - 1, n_post - 1]])
         raise ValueError(self.kind)
+
+
+@config.node
+class Shouting(PlacementStrategy):
+    """Raises an error whose message holds a whole array."""
+
+    def place(self, chunk, indicators):
+        values = np.arange(200_000)
+        raise ValueError(f"cannot use {values.tolist()}")  # the raising line

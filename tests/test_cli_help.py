@@ -233,3 +233,24 @@ def test_after_ctrl_c_the_last_line_says_stopped(tmp_path):
     assert lines[-1] == "neuroscaffold: interrupted"
     assert re.fullmatch(r"placement stopped: 256/256 jobs, 0 failed, \d+ aborted, .*", lines[-2]), err
     assert "finished" not in err
+
+
+def test_a_job_error_that_prints_a_whole_value_is_cut_and_located(capsys, tmp_path):
+    from neuroscaffold.progress._stats import error_text
+
+    data = two_layers()
+    data["placement"]["place_a"]["strategy"] = "tests._user_strategies.Shouting"
+    (tmp_path / "net.yaml").write_text(yaml.safe_dump(data))
+    assert main(["compile", str(tmp_path / "net.yaml"), "-o", str(tmp_path / "o.hdf5"), "-q"]) == 1
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert lines[0] == "neuroscaffold: error: 4 of 12 jobs failed, 4 jobs cancelled:"
+    line_no = next(i for i, text in enumerate(
+        (ROOT / "tests" / "_user_strategies.py").read_text().splitlines(), 1)
+        if "# the raising line" in text)
+    for line in lines[1:5]:
+        assert line.startswith("  job 'place place_a (")
+        assert line.endswith(f" ...] (_user_strategies.py:{line_no})")
+        assert len(line) < 450
+    assert len(err) < 3_000
+    assert len(error_text(ValueError("x" * 10**6))) == 300

@@ -75,13 +75,13 @@ def format_error(error: BaseException) -> str:
         out = [lines[0]] if lines else []
         index = 0
         for line in lines[1:]:
+            line = _cut(line)
             if line.lstrip().startswith("job '") and index < len(members):
                 where = user_location(members[index])
                 index += 1
-                line = _cut(line)
                 if where:
                     line = f"{line} ({where})"
-            out.append(_cut(line))
+            out.append(line)
         return "\n".join(out)
     text = str(error)
     if isinstance(error, OSError) and error.filename is not None and error.strerror:

@@ -91,8 +91,12 @@ class GroupNames:
         return name
 
 
+_MAX_ERROR_TEXT = 300  # characters: an error never prints a whole value
+
+
 def error_text(error: Any) -> str | None:
-    """One line naming an error: ``ValueError: bad value`` (its first line only)."""
+    """One line naming an error: ``ValueError: bad value`` (its first line only, cut to
+    a few hundred characters)."""
     if error is None:
         return None
     if isinstance(error, BaseException):
@@ -100,7 +104,10 @@ def error_text(error: Any) -> str | None:
         text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     else:
         text = str(error)
-    return text.strip().splitlines()[0] if text.strip() else text
+    text = text.strip().splitlines()[0] if text.strip() else text
+    if len(text) > _MAX_ERROR_TEXT:
+        text = text[: _MAX_ERROR_TEXT - 4] + " ..."
+    return text
 
 
 def format_duration(seconds: float) -> str:
