@@ -16,7 +16,7 @@ from scipy.spatial import cKDTree
 
 from neuroscaffold import ConnectionStrategy, PlacementStrategy, config, pool_cache
 from neuroscaffold.config import types
-from neuroscaffold.placement._chunks import apportion, chunks_in_box
+from neuroscaffold.placement import apportion, chunks_in_box
 
 
 @config.node
