@@ -41,10 +41,11 @@ def test_traceback_on_request_only(capsys, tmp_path):
     missing = tmp_path / "nope.yaml"
     assert main(["compile", str(missing)]) == 1
     assert capsys.readouterr().err == f"neuroscaffold: error: {missing}: no such configuration file\n"
-    assert main(["-v", "compile", str(missing)]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("Traceback (most recent call last):")
-    assert err.endswith(f"neuroscaffold: error: {missing}: no such configuration file\n")
+    for argv in (["-v", "compile", str(missing)], ["compile", str(missing), "--traceback"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("Traceback (most recent call last):")
+        assert err.endswith(f"neuroscaffold: error: {missing}: no such configuration file\n")
 
 
 BLOCK_MPI4PY = ("import sys; sys.modules['mpi4py'] = None; sys.modules['mpi4py.MPI'] = None\n"

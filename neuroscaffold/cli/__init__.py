@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    for command in subparsers.choices.values():  # -v also after the command
+        command.add_argument("-v", "--traceback", action="store_true", default=argparse.SUPPRESS,
+                             help="on an error, print the full traceback too")
     return parser
 
 
