@@ -81,3 +81,16 @@ def test_the_guide_example_compiles_the_same_network_on_any_rank_count(tmp_path,
         pairs = network.get_connectivity_set(name).load_connections()
         assert len(pairs) > 500
         assert np.array_equal(pairs, reference.get_connectivity_set(name).load_connections())
+
+
+@pytest.mark.parametrize("example", ["small.yaml", "cerebellum.yaml"])
+def test_example_headers_say_how_many_cells_they_make(example):
+    from neuroscaffold.plan import build_plan
+
+    path = ROOT / "examples" / example
+    header = " ".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+    said = int(re.search(r"about ([0-9,]+) cells", header)[1].replace(",", ""))
+    planned = sum(build_plan(Configuration.from_file(path)).cells.values())
+    assert abs(planned - said) <= 0.1 * said, (said, planned)
+    if example == "cerebellum.yaml":
+        assert "mpiexec -n 2 .venv/bin/neuroscaffold" in header and "#   mpiexec" not in header
