@@ -48,6 +48,7 @@ class LogProgress(StatsListener):
         self.heartbeat = heartbeat
         self._printed_failures = 0
         self._stage: tuple | None = None  # (phase, pool status) of the last line
+        self._held: dict[tuple, float] = {}  # stage -> until when its first line may wait
         self._stop_beat: threading.Event | None = None
         self._beat: threading.Thread | None = None
 
@@ -72,8 +73,12 @@ class LogProgress(StatsListener):
     def _scheduling(self) -> bool:
         """Whether the followed pool is still adding jobs in the background
         (``pool.schedule``): the first line waits for it, so it counts every job."""
-        thread = getattr(getattr(self.stats, "_pool", None), "_scheduler_thread", None)
-        return thread is not None and thread.is_alive()
+        pool = getattr(self.stats, "_pool", None)
+        thread = getattr(pool, "_scheduler_thread", None)
+        if thread is not None and thread.is_alive():
+            return True
+        # jobs queued but not yet taken in by the dispatcher are not counted yet
+        return bool(getattr(pool, "_incoming", None))
 
     def _react(self, event: Any) -> None:
         self._write_due()
@@ -92,8 +97,10 @@ class LogProgress(StatsListener):
                 due = stage != self._stage
             elif stats.pool_status is PoolStatus.SCHEDULING:  # nothing to say on entering
                 due = self._stage is not None and now >= self._due
-            elif stage != self._stage and self._scheduling():
-                due = False  # wait until every job is counted (see _beat_loop)
+            elif stage != self._stage and self._scheduling() and (
+                    now < self._held.setdefault(stage, now + self.interval)):
+                # wait (at most one interval) until every job is counted (see _beat_loop)
+                due = False
                 stage = self._stage
             else:
                 due = stage != self._stage or now >= self._due
