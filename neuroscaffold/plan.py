@@ -385,6 +385,16 @@ def _kind(strategy: Any) -> str:
     return reference.rsplit(".", 1)[-1]
 
 
+def _unknown(strategy: Any, phase: str) -> StrategyPlan:
+    """The plan of a strategy whose numbers cannot be estimated: its jobs only (its
+    own errors, if any, come when its jobs are queued)."""
+    try:
+        chunks = len(strategy.get_chunks())
+    except Exception:
+        chunks = 0
+    return StrategyPlan(strategy.name, phase, _kind(strategy), chunks, chunks)
+
+
 def _first(*values):
     return next((v for v in values if v is not None), None)
 
@@ -418,16 +428,24 @@ def build_plan(network: Any, output: str | os.PathLike | None = None) -> Plan:
     volumes: dict[str, float] = {}
     placement_chunks: dict[str, tuple[set, int]] = {}
     for strategy in configuration.placement.values():
-        plan.strategies.append(_placement_plan(strategy, grid, exact))
+        try:
+            plan.strategies.append(_placement_plan(strategy, grid, exact))
+            volume = sum(p.volume() for p in strategy.partitions)
+        except Exception:  # a user strategy or partition the plan cannot estimate
+            plan.strategies.append(_unknown(strategy, "placement"))
+            plan.strategies[-1].cells = {ct.name: None for ct in strategy.cell_types}
+            volume = 0.0
         placement_chunks[strategy.name] = ({ct.name for ct in strategy.cell_types},
                                            plan.strategies[-1].chunks)
-        volume = sum(p.volume() for p in strategy.partitions)
         for cell_type in strategy.cell_types:
             volumes[cell_type.name] = volumes.get(cell_type.name, 0.0) + volume
     cells = plan.cells
     for strategy in configuration.connectivity.values():
-        plan.strategies.append(_connectivity_plan(strategy, cells, volumes, grid, exact,
-                                                  placement_chunks))
+        try:
+            plan.strategies.append(_connectivity_plan(strategy, cells, volumes, grid, exact,
+                                                      placement_chunks))
+        except Exception:
+            plan.strategies.append(_unknown(strategy, "connectivity"))
     _check_estimates(plan)
     return plan
 

@@ -59,3 +59,15 @@ class Shouting(PlacementStrategy):
     def place(self, chunk, indicators):
         values = np.arange(200_000)
         raise ValueError(f"cannot use {values.tolist()}")  # the raising line
+
+
+@config.node
+class WrongChunk(PlacementStrategy):
+    """Places cells in the chunk next to its own, and says so."""
+
+    def place(self, chunk, indicators):
+        from neuroscaffold.placement import Chunk
+
+        other = Chunk(tuple(i + 1 for i in chunk.index), chunk.size)
+        for name in indicators:
+            self.place_cells(name, self.rng().uniform(other.ldc, other.mdc, (5, 3)), other)

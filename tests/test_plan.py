@@ -163,3 +163,31 @@ def test_under_mpiexec_a_refusal_is_one_line_once(tmp_path):
     assert errors[0].startswith("neuroscaffold: error: placement.granular: 24,000,000,216 cells "
                                 "(cell_types.granule.density: 1000 cells/µm³)")
     assert not (tmp_path / "o.hdf5").exists()
+
+
+def test_a_strategy_the_plan_cannot_estimate_is_shown_as_unknown():
+    from neuroscaffold.placement import Layer
+
+    class Weird(Layer):
+        def volume(self):
+            raise NotImplementedError("no volume")
+
+    data = two_layers()
+    configuration = Configuration(data)
+    weird = Weird(thickness=100)
+    configuration.partitions["bottom"] = weird
+    plan = build_plan(configuration)
+    assert plan.cells["a"] is None and plan.cells["b"] == 90
+    assert "cells: a ?" in plan.format()
+    plan.check()
+
+
+def test_yaml_uses_the_c_loader_when_installed():
+    import yaml
+
+    from neuroscaffold.config import _parse
+
+    if getattr(yaml, "__with_libyaml__", False):
+        assert _parse._Loader is yaml.CSafeLoader
+    else:
+        assert _parse._Loader is yaml.SafeLoader

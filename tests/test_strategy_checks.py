@@ -88,6 +88,9 @@ def _with(placement=None, connectivity=None) -> dict:
     ({"strategy": "tests._user_strategies.NaNPlacement", "bad_row": 7},
      r"placement 'place_a' \(NaNPlacement\), cell type 'a', chunk \(\d, 0, \d\): 1 of \d+ "
      r"positions are not finite; the first is row 7: \[[-0-9.e]+, nan, [-0-9.e]+\]"),
+    ({"strategy": "tests._user_strategies.WrongChunk"},
+     r"placement 'place_a' \(WrongChunk\), cell type 'a', chunk \(\d, 0, \d\): 5 of 5 "
+     r"positions lie outside the chunk .*; the first is row 0: \[.*\]"),
     ({"strategy": "tests._user_strategies.OutsidePlacement"},
      r"placement 'place_a' \(OutsidePlacement\), cell type 'a', chunk \(\d, 0, \d\): 1 of \d+ "
      r"positions lie outside the chunk .*; the first is row 2: \[.*\]"),

@@ -35,12 +35,15 @@ def check_positions(strategy: Any, chunk: Any, cell_type_name: str, positions: A
 
     Args:
         strategy: the placement strategy that returned the positions.
-        chunk: the chunk (or region) of its job; positions must lie in
-            ``[chunk.ldc, chunk.mdc)``, give or take :data:`BORDER_TOLERANCE`. None
-            skips the bounds check.
+        chunk: the chunk (or region) the strategy passed; inside a job, the job's own
+            chunk is used instead. Positions must lie in ``[chunk.ldc, chunk.mdc)``,
+            give or take :data:`BORDER_TOLERANCE`. None skips the bounds check.
         cell_type_name: the cell type placed.
         positions: what the strategy gave.
     """
+    running = getattr(strategy, "_current_job", lambda: None)()
+    if running is not None:  # in a job, cells must lie in the job's chunk, whatever was passed
+        chunk = running.chunk
     where = _where(strategy, chunk, cell_type_name)
     try:
         array = np.asarray(positions, dtype=np.float64)
