@@ -385,6 +385,25 @@ def _kind(strategy: Any) -> str:
     return reference.rsplit(".", 1)[-1]
 
 
+def _in_order(section: Any) -> list:
+    """The strategies of ``section`` in the order a compile schedules them: each after
+    those in its ``depends_on``."""
+    ordered: list = []
+    seen: set[int] = set()
+
+    def visit(node: Any) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        for dependency in node.depends_on:
+            visit(dependency)
+        ordered.append(node)
+
+    for node in section.values():
+        visit(node)
+    return ordered
+
+
 def _unknown(strategy: Any, phase: str) -> StrategyPlan:
     """The plan of a strategy whose numbers cannot be estimated: its jobs only (its
     own errors, if any, come when its jobs are queued)."""
@@ -427,7 +446,7 @@ def build_plan(network: Any, output: str | os.PathLike | None = None) -> Plan:
     exact = plan.chunks <= EXACT_CHUNKS  # else count chunks without building them
     volumes: dict[str, float] = {}
     placement_chunks: dict[str, tuple[set, int]] = {}
-    for strategy in configuration.placement.values():
+    for strategy in _in_order(configuration.placement):
         try:
             plan.strategies.append(_placement_plan(strategy, grid, exact))
             volume = sum(p.volume() for p in strategy.partitions)
@@ -440,7 +459,7 @@ def build_plan(network: Any, output: str | os.PathLike | None = None) -> Plan:
         for cell_type in strategy.cell_types:
             volumes[cell_type.name] = volumes.get(cell_type.name, 0.0) + volume
     cells = plan.cells
-    for strategy in configuration.connectivity.values():
+    for strategy in _in_order(configuration.connectivity):
         try:
             plan.strategies.append(_connectivity_plan(strategy, cells, volumes, grid, exact,
                                                       placement_chunks))

@@ -191,3 +191,15 @@ def test_yaml_uses_the_c_loader_when_installed():
         assert _parse._Loader is yaml.CSafeLoader
     else:
         assert _parse._Loader is yaml.SafeLoader
+
+
+def test_the_plan_lists_strategies_in_scheduling_order():
+    data = two_layers()
+    # place_b depends on place_a; list it first in the file
+    data["placement"] = {"place_b": data["placement"]["place_b"],
+                         "place_c": data["placement"]["place_c"],
+                         "place_a": data["placement"]["place_a"]}
+    plan = build_plan(Configuration(data))
+    names = [s.name for s in plan.strategies]
+    assert names[:3] == ["place_a", "place_b", "place_c"]
+    assert names[3:] == ["a_to_b", "a_to_a", "c_to_b"]
