@@ -112,6 +112,19 @@ def test_an_unwritable_trace_fails_before_the_compile(capsys, tmp_path, config_f
     assert not out_file.exists() and time.perf_counter() - start < 2
 
 
+@pytest.mark.mpi
+def test_under_mpiexec_an_unwritable_trace_fails_on_every_rank_with_one_line(tmp_path, config_file):
+    trace = tmp_path / "no" / "t.json"
+    result = run_script(CLI, n=2, timeout=60, tmp_path=tmp_path,
+                        args=["compile", str(config_file), "-o", str(tmp_path / "o.hdf5"),
+                              "--trace", str(trace)])
+    assert result.returncode == 1, result.describe()
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"neuroscaffold: error: --trace {trace}: cannot write there (no such file "
+                     "or directory)"], result.describe()
+    assert not (tmp_path / "o.hdf5").exists()
+
+
 def test_report_on_a_missing_file(capsys, tmp_path):
     assert main(["report", str(tmp_path / "x.json"), "-o", str(tmp_path / "r.html")]) == 1
     assert capsys.readouterr().err == f"neuroscaffold: error: {tmp_path}/x.json: no such file\n"

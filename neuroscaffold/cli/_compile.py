@@ -91,11 +91,16 @@ def _dry_run(configuration, output: Path) -> int:
 
 
 def _check_writable(path: Path) -> None:
-    """Fail now, not after the compile, if the trace cannot be written to ``path``."""
+    """Fail now, not after the compile, if the trace cannot be written to ``path``
+    (checked on the main rank, which writes it; collective: every rank raises)."""
+    from ..network import _on_main
+
+    _on_main(lambda: _try_writing(path))
+
+
+def _try_writing(path: Path) -> None:
     from ..exceptions import ConfigurationError
 
-    if not _is_main():
-        return
     existed = path.exists()
     try:
         with open(path, "a"):
