@@ -228,12 +228,7 @@ def _grid_counts(lo, hi, chunk_size) -> np.ndarray:
     return np.where(hi > lo, np.maximum(counts, 0), 0)
 
 
-def _partition_kind(partition: Any) -> str:
-    return getattr(partition, "_config_key", "?")
-
-
 def _check_geometry(configuration: Any, plan: Plan) -> None:
-    network = configuration.network
     size = np.array(plan.size)
     grid = np.array(plan.chunk_size)
     per_axis = _grid_counts(np.zeros(3), size, grid)

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from neuroscaffold import Configuration, Network, WorkflowError
-from neuroscaffold.cli import main
 from neuroscaffold.connectivity._checks import check_pairs
 from neuroscaffold.placement import Chunk
 from neuroscaffold.placement._checks import check_positions

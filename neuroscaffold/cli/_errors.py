@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import sysconfig
 import traceback
 from pathlib import Path
