@@ -137,6 +137,8 @@ def test_lookups_suggest_a_name(tmp_path):
         network.get_placement_set("aa")
     with pytest.raises(StorageError, match=r"no connectivity set 'a_to_bb' \(did you mean 'a_to_b'\?\)$"):
         network.get_connectivity_set("a_to_bb")
+    with pytest.raises(KeyError, match=r"no 'place_aa' in placement \(did you mean 'place_a'\?\)"):
+        network.placement["place_aa"]
 
 
 def test_a_huge_bad_value_gives_a_short_message(tmp_path):

@@ -58,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        sys.stdout.flush()  # a closed stdout shows here, not at exit
+        return code
     except BrokenPipeError:
         return _stdout_closed()
     except (NeuroscaffoldError, OSError) as error:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import types as _types
-from ._node import Node, build_node, config_root, raise_at
+from ._node import Node, build_node, config_root, error_path, raise_at
 
 __all__ = ["Attr", "attr", "ref", "reflist", "dict", "list", "NodeDict", "NodeList"]
 
@@ -197,6 +197,14 @@ class NodeDict(_Children, builtins.dict):
     def update(self, *args: Any, **kwargs: Any) -> None:
         for key, value in builtins.dict(*args, **kwargs).items():
             self[key] = value
+
+    def __missing__(self, key: Any):
+        import difflib
+
+        hint = difflib.get_close_matches(str(key), [str(k) for k in self], n=1)
+        suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise KeyError(f"no {short_repr(key)} in {error_path(self) or 'the configuration'}"
+                       f"{suffix}")
 
 
 class NodeList(_Children, builtins.list):
