@@ -203,3 +203,13 @@ def test_the_plan_lists_strategies_in_scheduling_order():
     names = [s.name for s in plan.strategies]
     assert names[:3] == ["place_a", "place_b", "place_c"]
     assert names[3:] == ["a_to_b", "a_to_a", "c_to_b"]
+
+
+def test_dry_run_of_a_model_refused_by_estimates_fails_unless_forced(capsys, tmp_path):
+    config = tmp_path / "net.yaml"
+    config.write_text(yaml.safe_dump(_set(cerebellum(), "cell_types.granule.density", 1e3)))
+    assert main(["compile", str(config), "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert "refused unless forced: placement.granular: 24,000,000,216 cells" in out
+    assert "expected cells: granule 24,000,000,000, golgi 216" in out
+    assert main(["compile", str(config), "--dry-run", "--force"]) == 0

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     configuration = Configuration.from_file(args.config)
     output = args.output or Path(Path(args.config).stem + ".hdf5")
     if args.dry_run:
-        return _dry_run(configuration, output)
+        return _dry_run(configuration, output, args.force)
     if args.trace is not None:
         _check_writable(args.trace)
     network = Network(configuration, output)
@@ -77,15 +77,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(configuration, output: Path) -> int:
-    """Print the plan on the main rank; nothing is written."""
+def _dry_run(configuration, output: Path, force: bool) -> int:
+    """Print the plan on the main rank; nothing is written. Exit code 1 when the
+    compile would be refused."""
     from ..plan import build_plan
 
     if _is_main():
         plan = build_plan(configuration, output)
         print(plan.format(), flush=True)
         print(f"dry run: nothing was written ({output} untouched)", flush=True)
-        if plan.geometry_errors:
+        if plan.geometry_errors or (plan.estimate_errors and not force):
             return 1
     return 0
 
