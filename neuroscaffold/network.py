@@ -17,6 +17,7 @@ from ._writing import WritingRun, on_main as _on_main, open_compile, open_pool_s
 from .config import Configuration
 from .exceptions import StorageError
 from .services.pool import JobPool
+from .plan import build_plan
 from .storage import ConnectivitySet, HDF5Storage, PlacementSet
 
 __all__ = ["Network", "Scaffold", "from_storage"]
@@ -80,13 +81,15 @@ class Network:
         ``np.asarray(...)`` gives their positions."""
         name = getattr(cell_type, "name", cell_type)
         if name not in self.cell_types and name not in self._stored(self.storage.cell_type_names):
-            raise StorageError(f"{self.storage.path}: no cell type '{name}'")
+            raise StorageError(f"{self.storage.path}: no cell type '{name}'"
+                               + _did_you_mean(name, [*self.cell_types, *self._stored(self.storage.cell_type_names)]))
         return PlacementSet(self.storage, name)
 
     def get_connectivity_set(self, name: str) -> ConnectivitySet:
         """The stored connections of strategy ``name``: (pre, post) index pairs."""
         if name not in self._stored(self.storage.connectivity_names):
-            raise StorageError(f"{self.storage.path}: no connectivity set '{name}'")
+            raise StorageError(f"{self.storage.path}: no connectivity set '{name}'"
+                               + _did_you_mean(name, self._stored(self.storage.connectivity_names)))
         return ConnectivitySet(self.storage, name)
 
     def _stored(self, names: Callable[[], list[str]]) -> list[str]:
@@ -95,7 +98,8 @@ class Network:
     # --- compiling ------------------------------------------------------------------
 
     def compile(self, clear: bool = False, append: bool = False, resume: bool = False,
-                quiet: bool = False, listeners: Iterable[Callable] = ()) -> None:
+                quiet: bool = False, listeners: Iterable[Callable] = (),
+                force: bool = False) -> None:
         """Place the cells, then connect them, into this network's storage.
 
         Collective: call it on every rank. Each phase runs in its own job pool (with a
@@ -116,8 +120,13 @@ class Network:
                 the jobs that were not committed, on any number of ranks.
             quiet: no progress display.
             listeners: pool listeners added to every pool of the compile.
+            force: compile even if the plan's estimates (jobs, memory, file size)
+                exceed this machine's limits; geometry errors are never overridden
+                (see :mod:`neuroscaffold.plan`).
 
         Raises:
+            ConfigurationError: the plan of the compile is refused (one line naming
+                the value), before any job is queued or anything is written.
             StorageError: the path already holds a network and no choice was made (it
                 is never overwritten silently), or the path holds something else.
             CompileInterrupted: Ctrl-C or SIGTERM; the committed work is kept.
@@ -131,6 +140,7 @@ class Network:
         if self.storage.session is not None:
             raise StorageError(f"{self.storage.path}: a compile or pool is already writing "
                                "this network")
+        _on_main(lambda: build_plan(self).check(force=force))  # sizes checked before any job
         configuration = self.configuration.to_json()
         self.storage.attach(_on_main(
             lambda: open_compile(self, configuration, chosen[0] if chosen else None)))
@@ -239,6 +249,14 @@ def _as_storage(storage: Any) -> HDF5Storage:
 
 def _temporary_path() -> str:
     return str(Path(tempfile.mkdtemp(prefix="neuroscaffold-")) / "network.hdf5")
+
+
+def _did_you_mean(name: Any, known: Iterable[str]) -> str:
+    """`` (did you mean 'granule'?)`` for the closest of ``known``, else ``""``."""
+    import difflib
+
+    hint = difflib.get_close_matches(str(name), sorted(set(known)), n=1)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
 
 
 def _in_dependency_order(section: dict) -> list:

@@ -17,7 +17,7 @@ def report_time_elapsed(progress):
     if progress.status == PoolStatus.SCHEDULING:
       _t = time.time()
     elif progress.status == PoolStatus.CLOSING:
-      print(f"Pool execution finished. {time.time()} seconds elapsed.")
+      print(f"Pool execution finished. {time.time() - _t:.1f} seconds elapsed.")
 
 with network.create_job_pool() as pool:
   pool.add_listener(report_time_elapsed)

@@ -1,24 +1,29 @@
-"""The command line: ``neuroscaffold compile`` and ``neuroscaffold show`` (and
-``neuroscaffold report`` when its module is installed).
+"""The command line: ``neuroscaffold compile``, ``show``, ``plot``, ``reference`` (and
+``report`` when its module is installed).
 
-Errors the user can fix (a bad path, a bad configuration, an existing output file) end
-the command with a one-line message and exit code 1, not a traceback.
+Errors the user can fix (a bad path, a bad configuration, an existing output file, a
+strategy that raised) end the command with a one-line message and exit code 1, not a
+traceback; ``-v`` / ``--traceback`` shows the traceback too. Under ``mpiexec`` only the
+main rank prints it, once. A closed stdout (``| head``) is not an error: the work is
+done, the output is dropped quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
+import traceback
 from typing import Sequence
 
 from ..exceptions import CompileInterrupted, NeuroscaffoldError
 
 __all__ = ["build_parser", "main", "program"]
 
-_COMMANDS = ("_compile", "_show", "_report")
-_OPTIONAL = frozenset({"_report"})  # written separately; registered when present
+_COMMANDS = ("_compile", "_show", "_report", "_plot", "_reference")
+_OPTIONAL = frozenset({"_report", "_plot", "_reference"})  # written separately; registered when present
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="neuroscaffold",
         description="Build large network models in parallel.",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"neuroscaffold {__version__}")
+    parser.add_argument("-v", "--traceback", action="store_true",
+                        help="on an error, print the full traceback too")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMANDS:
         try:
@@ -36,21 +46,32 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    for command in subparsers.choices.values():  # -v also after the command
+        command.add_argument("-v", "--traceback", action="store_true", default=argparse.SUPPRESS,
+                             help="on an error, print the full traceback too")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit
     code."""
+    from ._errors import format_error
+
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        sys.stdout.flush()  # a closed stdout shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except (NeuroscaffoldError, OSError) as error:
-        if getattr(args, "report_errors", lambda: True)():
-            print(f"neuroscaffold: error: {error}", file=sys.stderr)
+        if _reports_errors(args):
+            if getattr(args, "traceback", False):
+                traceback.print_exception(error)
+            print(f"neuroscaffold: error: {format_error(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as interrupt:
-        if getattr(args, "report_errors", lambda: True)():
+        if _reports_errors(args):
             line = str(interrupt) if isinstance(interrupt, CompileInterrupted) else "interrupted"
             print(f"neuroscaffold: {line}", file=sys.stderr)
         return 130
@@ -67,3 +88,31 @@ def program() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     sys.exit(code)
+
+
+def _reports_errors(args: argparse.Namespace) -> bool:
+    """Whether this process prints the error: the main rank only. If asking MPI fails
+    (mpi4py missing under a launcher), the launcher's rank variable decides."""
+    try:
+        return bool(getattr(args, "report_errors", lambda: True)())
+    except Exception:
+        return launcher_rank() in (None, 0)
+
+
+def launcher_rank() -> int | None:
+    """The rank an MPI launcher gave this process in its environment, if any."""
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return None
+
+
+def _stdout_closed() -> int:
+    """stdout was closed by its reader (``| head``): drop further output quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 0

@@ -52,6 +52,12 @@ def register(subparsers) -> None:
     parser.add_argument("--trace", metavar="PATH", type=Path,
                         help="write a Chrome trace of the jobs to PATH")
     parser.add_argument("-q", "--quiet", action="store_true", help="show no progress")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan (phases, strategies, jobs and chunks, expected "
+                        "cells, memory and file size) and write nothing")
+    parser.add_argument("--force", action="store_true",
+                        help="compile even if the plan's estimates exceed this machine's "
+                        "limits (never overrides geometry errors)")
     parser.set_defaults(run=run, report_errors=_is_main)
 
 
@@ -71,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.config).exists() and output.exists() and output.samefile(args.config):
         raise StorageError(f"{output}: is the configuration file; choose another output path")
     configuration = Configuration.from_file(args.config)
+    if args.dry_run:
+        return _dry_run(configuration, output, args.force)
+    if args.trace is not None:
+        _check_writable(args.trace)
     network = Network(configuration, output)
     listeners = []
     if args.trace is not None:
@@ -81,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with _sigterm_interrupts():
         network.compile(clear=args.clear, append=args.append, resume=args.resume,
-                        quiet=args.quiet, listeners=listeners)
+                        quiet=args.quiet, listeners=listeners, force=args.force)
     elapsed = time.perf_counter() - start
     if MPI.get_rank() == 0:
         if args.trace is not None:
@@ -91,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         pairs = sum(count for *_, count in summary["connections"].values())
         ranks = MPI.get_size()
         print(f"compiled '{configuration.name}' into {output} in {elapsed:.2f} s on "
-              f"{ranks} rank{'s' if ranks > 1 else ''}: {cells:,} cells, {pairs:,} connections")
+              f"{ranks} rank{'s' if ranks > 1 else ''}: {cells:,} cells, {pairs:,} connections",
+              flush=True)
     return 0
 
 
@@ -111,3 +122,39 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _dry_run(configuration, output: Path, force: bool) -> int:
+    """Print the plan on the main rank; nothing is written. Exit code 1 when the
+    compile would be refused."""
+    from ..plan import build_plan
+
+    if _is_main():
+        plan = build_plan(configuration, output)
+        print(plan.format(), flush=True)
+        print(f"dry run: nothing was written ({output} untouched)", flush=True)
+        if plan.geometry_errors or (plan.estimate_errors and not force):
+            return 1
+    return 0
+
+
+def _check_writable(path: Path) -> None:
+    """Fail now, not after the compile, if the trace cannot be written to ``path``
+    (checked on the main rank, which writes it; collective: every rank raises)."""
+    from .._writing import on_main as _on_main
+
+    _on_main(lambda: _try_writing(path))
+
+
+def _try_writing(path: Path) -> None:
+    from ..exceptions import ConfigurationError
+
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise ConfigurationError(f"--trace {path}: cannot write there ({reason})") from None
+    if not existed:
+        path.unlink()

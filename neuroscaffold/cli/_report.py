@@ -46,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         written = build_report(args.trace, args.output)
+    except FileNotFoundError as exc:
+        missing = exc.filename if exc.filename is not None else args.trace
+        print(f"neuroscaffold: error: {missing}: no such file", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as exc:
         print(f"neuroscaffold: error: {exc}", file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ import importlib as _importlib
 from . import types
 from ._attrs import attr, dict, list, ref, reflist
 from ._classes import import_object
-from ._node import Node, dynamic, node, walk_nodes
+from ._node import Node, dynamic, node, raise_at, walk_nodes
 
 __all__ = [
     "CellType",
@@ -28,6 +28,7 @@ __all__ = [
     "import_object",
     "list",
     "node",
+    "raise_at",
     "ref",
     "reflist",
     "types",

@@ -7,13 +7,15 @@ and looked up in the configuration when read.
 
 from __future__ import annotations
 
+from .._text import short_repr
+
 import builtins
 import copy
 from collections.abc import Mapping
 from typing import Any
 
 from . import types as _types
-from ._node import Node, build_node, config_root, raise_at
+from ._node import Node, build_node, config_root, error_path, raise_at
 
 __all__ = ["Attr", "attr", "ref", "reflist", "dict", "list", "NodeDict", "NodeList"]
 
@@ -34,7 +36,7 @@ def cast_value(type_: Any, value: Any, owner: Any, key: Any) -> Any:
     except (TypeError, ValueError):
         expected = getattr(caster, "expected", None) or (
             f"a valid {getattr(caster, '__name__', 'value')}")
-    raise_at(owner, key, f"expected {expected}, got {value!r}")
+    raise_at(owner, key, f"expected {expected}, got {short_repr(value)}")
 
 
 def to_raw(value: Any) -> Any:
@@ -119,7 +121,7 @@ class ref(Attr):
         if isinstance(value, (str, Node)):
             return value
         raise_at(owner, self.name, f"expected the name of a node in '{self.section}', "
-                                   f"got {value!r}")
+                                   f"got {short_repr(value)}")
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
@@ -157,7 +159,7 @@ class reflist(ref):
             value = [value]
         if not isinstance(value, (builtins.list, tuple)):
             raise_at(owner, self.name, f"expected a list of names of nodes in "
-                                       f"'{self.section}', got {value!r}")
+                                       f"'{self.section}', got {short_repr(value)}")
         return [super(reflist, self).cast(owner, item) for item in value]
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
@@ -196,6 +198,14 @@ class NodeDict(_Children, builtins.dict):
         for key, value in builtins.dict(*args, **kwargs).items():
             self[key] = value
 
+    def __missing__(self, key: Any):
+        import difflib
+
+        hint = difflib.get_close_matches(str(key), [str(k) for k in self], n=1)
+        suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise KeyError(f"no {short_repr(key)} in {error_path(self) or 'the configuration'}"
+                       f"{suffix}")
+
 
 class NodeList(_Children, builtins.list):
     """A list of configured values."""
@@ -220,7 +230,7 @@ class _ContainerAttr(Attr):
         if value is None:
             value = self.empty()
         if not self.accepts(value):
-            raise_at(owner, self.name, f"expected {self.expected}, got {value!r}")
+            raise_at(owner, self.name, f"expected {self.expected}, got {short_repr(value)}")
         result = self.container(owner, self.name, self.type)
         (result.update if isinstance(result, builtins.dict) else result.extend)(value)
         return result

@@ -2,13 +2,51 @@
 
 from __future__ import annotations
 
+from .._text import short_repr
+
+import contextlib
 import importlib
+import os
+import sys
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["class_reference", "import_object", "resolve_class"]
+__all__ = ["class_reference", "folder_on_path", "import_object", "resolve_class"]
+
+# The folders of the configuration files being loaded now (innermost last).
+_loading_folders: list[str] = []
+
+
+@contextlib.contextmanager
+def folder_on_path(folder: str | os.PathLike) -> Iterator[None]:
+    """Put ``folder`` (a configuration file's folder) first on the import path while a
+    configuration loads, so strategy modules next to the file import without
+    ``PYTHONPATH``. Modules imported meanwhile stay imported afterwards."""
+    folder = str(Path(folder).resolve())
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    _loading_folders.append(folder)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        _loading_folders.pop()
+        if added:
+            try:
+                sys.path.remove(folder)
+            except ValueError:
+                pass
+
+
+def _where_looked() -> str:
+    if _loading_folders:
+        return (f"looked in the configuration's folder {_loading_folders[-1]} and on "
+                "sys.path")
+    return "looked on sys.path; a configuration loaded from a file also looks in its folder"
 
 
 def import_object(path: str) -> Any:
@@ -43,14 +81,18 @@ def resolve_class(value: Any, base: type, builtins: Mapping[str, str], path: str
         cls = value
     elif not isinstance(value, str):
         raise ConfigurationError(f"{path}: expected a class name or an import path, "
-                                 f"got {value!r}")
+                                 f"got {short_repr(value)}")
     elif value in builtins:
         cls = import_object(builtins[value])
     elif "." in value:
         try:
             cls = import_object(value)
         except ImportError as error:
-            raise ConfigurationError(f"{path}: cannot import '{value}': {error}") from None
+            where = f" ({_where_looked()})" if "no module named" in str(error).lower() else ""
+            raise ConfigurationError(f"{path}: cannot import '{value}': {error}{where}") from None
+        except Exception as error:  # the user's module raised while importing
+            raise ConfigurationError(f"{path}: importing '{value}' raised "
+                                     f"{type(error).__name__}: {error}") from error
     else:
         known = ", ".join(sorted(builtins))
         raise ConfigurationError(

@@ -12,6 +12,7 @@ from . import types
 from ._attrs import NodeDict, NodeList, attr, ref
 from ._attrs import dict as node_dict
 from ._node import Node, node, raise_at, walk_nodes
+from ._classes import folder_on_path
 from ._parse import load_file, parse_text
 from ..connectivity._strategy import ConnectionStrategy
 from ..exceptions import ConfigurationError
@@ -38,11 +39,11 @@ _chunk_size.expected = "a number > 0 or a list of 3 numbers > 0"
 class NetworkGeometry(Node):
     """The size of the network (µm along x, y, z) and of its chunks."""
 
-    x = attr(type=types.positive, default=100.0)
-    y = attr(type=types.positive, default=100.0)
-    z = attr(type=types.positive, default=100.0)
+    x = attr(type=types.positive, default=100.0, doc="size of the network along x (µm)")
+    y = attr(type=types.positive, default=100.0, doc="size of the network along y (µm)")
+    z = attr(type=types.positive, default=100.0, doc="size of the network along z (µm)")
     chunk_size = attr(type=_chunk_size, default=[100.0, 100.0, 100.0],
-                      doc="size of the chunks that placement and connectivity jobs work on")
+                      doc="size of the chunks that placement and connectivity jobs work on (µm; one number for cubes, or [x, y, z]); one job per chunk, so it sets the job count")
 
 
 @node
@@ -50,9 +51,9 @@ class CellType(Node):
     """A kind of cell: how big, and how many (a ``density`` in cells/µm³, or a
     ``count``) when a strategy that needs a number places it."""
 
-    radius = attr(type=types.positive, default=1.0)
-    density = attr(type=types.number(min=0))
-    count = attr(type=types.integer(min=0))
+    radius = attr(type=types.positive, default=1.0, doc="radius of the cell body (µm)")
+    density = attr(type=types.number(min=0), doc="cells per µm³ of the partitions its placement fills (give density or count, not both)")
+    count = attr(type=types.integer(min=0), doc="total number of cells (instead of a density)")
 
     @property
     def name(self) -> str:
@@ -75,13 +76,13 @@ class Configuration(Node):
     _config_is_root = True
     _config_scaffold = None
 
-    name = attr(type=str, default="network")
-    seed = attr(type=types.integer(min=0), default=0, doc="seeds every random strategy")
-    network = attr(type=NetworkGeometry)
-    partitions = node_dict(type=Partition)
-    cell_types = node_dict(type=CellType)
-    placement = node_dict(type=PlacementStrategy)
-    connectivity = node_dict(type=ConnectionStrategy)
+    name = attr(type=str, default="network", doc="name of the network (shown by show and in messages)")
+    seed = attr(type=types.integer(min=0), default=0, doc="seeds every random strategy (per chunk: the same network on any number of ranks)")
+    network = attr(type=NetworkGeometry, doc="size of the network and of its chunks")
+    partitions = node_dict(type=Partition, doc="regions of space that cells are placed in")
+    cell_types = node_dict(type=CellType, doc="kinds of cells: size and how many")
+    placement = node_dict(type=PlacementStrategy, doc="strategies that place cells (phase 1)")
+    connectivity = node_dict(type=ConnectionStrategy, doc="strategies that connect cells (phase 2)")
 
     def __init__(self, _raw: dict[str, Any] | None = None, /, **sections: Any):
         super().__init__(_raw, **sections)
@@ -99,8 +100,12 @@ class Configuration(Node):
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Configuration":
-        """Load a YAML (``.yaml``, ``.yml``) or JSON (``.json``) file."""
-        return cls(load_file(path))
+        """Load a YAML (``.yaml``, ``.yml``) or JSON (``.json``) file. The file's folder
+        is on the import path while it loads, so ``strategy: mystrategies.MyStrategy``
+        finds ``mystrategies.py`` next to the file."""
+        data = load_file(path)
+        with folder_on_path(Path(path).parent):
+            return cls(data)
 
     @classmethod
     def from_yaml(cls, text: str) -> "Configuration":

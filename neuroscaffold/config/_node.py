@@ -8,6 +8,8 @@ root, ``{root}.placement.granule_layer``; error messages use the same path witho
 
 from __future__ import annotations
 
+from .._text import short_repr
+
 import difflib
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -148,7 +150,7 @@ def raise_at(item: Any, key: str | None, message: str):
 def populate(target: Node, values: Any) -> None:
     """Set ``target``'s attributes from a raw mapping, checking keys and types."""
     if not isinstance(values, Mapping):
-        raise_at(target, None, f"expected a mapping, got {values!r}")
+        raise_at(target, None, f"expected a mapping, got {short_repr(values)}")
     attrs = type(target)._config_attrs
     spec = _dynamic_spec(type(target))
     for key in values:
@@ -174,11 +176,11 @@ def build_node(cls: type, raw: Any, parent: Any, key: Any) -> Node:
         raw = {}
     if isinstance(raw, Node):
         if not isinstance(raw, cls):
-            raise_at(parent, key, f"expected a {cls.__name__}, got {raw!r}")
+            raise_at(parent, key, f"expected a {cls.__name__}, got {short_repr(raw)}")
         raw._config_parent, raw._config_key = parent, key
         return raw
     if not isinstance(raw, Mapping):
-        raise_at(parent, key, f"expected a mapping, got {raw!r}")
+        raise_at(parent, key, f"expected a mapping, got {short_repr(raw)}")
     spec = _dynamic_spec(cls)
     if spec is not None:
         attr_name, builtins = spec

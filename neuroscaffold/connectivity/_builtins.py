@@ -32,8 +32,10 @@ class DistanceConnectivity(ConnectionStrategy):
     with a KD-tree over them.
     """
 
-    radius = config.attr(type=types.positive, required=True)
-    probability = config.attr(type=types.number(min=0, max=1), default=1.0)
+    radius = config.attr(type=types.positive, required=True,
+                         doc="largest distance between connected cells (µm)")
+    probability = config.attr(type=types.number(min=0, max=1), default=1.0,
+                              doc="chance that a pair within the radius is connected")
 
     def presynaptic_chunks(self, chunk: Chunk) -> np.ndarray:
         grid = self.scaffold_chunk_size()

@@ -12,6 +12,7 @@ from ..chunks import Chunk
 from ..placement._chunked import ChunkedStrategy, dependency_jobs, job_key, job_regions
 from ..services.pool import pool_cache
 from ._cells import CellIndex, CellSelection
+from ._checks import check_pairs
 
 __all__ = ["ConnectionStrategy"]
 
@@ -32,9 +33,9 @@ class ConnectionStrategy(ChunkedStrategy):
     of both cell types and for the strategies in ``depends_on``.
     """
 
-    presynaptic = config.ref("cell_types", required=True)
-    postsynaptic = config.ref("cell_types", required=True)
-    depends_on = config.reflist("connectivity")
+    presynaptic = config.ref("cell_types", required=True, doc="cell type the connections start from")
+    postsynaptic = config.ref("cell_types", required=True, doc="cell type the connections end on")
+    depends_on = config.reflist("connectivity", doc="connection strategies whose jobs must end first")
     autapses = config.attr(type=bool, default=False,
                            doc="let a cell connect to itself (same pre and post type)")
 
@@ -98,7 +99,7 @@ class ConnectionStrategy(ChunkedStrategy):
             if len(post) else cells[self.presynaptic.name].select([])
         with self._job(chunk):
             found = self.connect(pre, post) if len(pre) and len(post) else ()
-        local = np.asarray(found, dtype=np.int64).reshape(-1, 2)
+        local = check_pairs(self, chunk, found, len(pre), len(post))  # int (m, 2), in range
         pairs = np.column_stack([pre.indices[local[:, 0]], post.indices[local[:, 1]]])
         slot_of_pair = _slots(post.chunks, post_chunks)[local[:, 1]]
         if self.presynaptic.name == self.postsynaptic.name and not self.autapses:

@@ -10,7 +10,7 @@ Built-in strategies (``strategy:`` in a configuration): ``random``
 from __future__ import annotations
 
 from ._builtins import FixedPositions, LatticePlacement, RandomPlacement
-from ..chunks import Chunk
+from ..chunks import Chunk, apportion, chunks_in_box
 from ._indicators import CellIndicator, Indicators
 from ._partitions import Box, Layer, Partition
 from ._strategy import PlacementStrategy
@@ -26,4 +26,6 @@ __all__ = [
     "Partition",
     "PlacementStrategy",
     "RandomPlacement",
+    "apportion",
+    "chunks_in_box",
 ]

@@ -47,7 +47,8 @@ class RandomPlacement(PlacementStrategy):
 class FixedPositions(PlacementStrategy):
     """Cells at the given ``positions`` (a list of ``[x, y, z]``)."""
 
-    positions = config.attr(type=types.list_of(types.vector(3)), required=True)
+    positions = config.attr(type=types.list_of(types.vector(3)), required=True,
+                            doc="the cells' positions, a list of [x, y, z] (µm) inside the network")
 
     def get_chunks(self, chunk_size=None) -> list[Chunk]:
         grid = self.scaffold_chunk_size()
@@ -70,7 +71,8 @@ class LatticePlacement(PlacementStrategy):
     """Cells on a regular grid with the given ``spacing``, filling each partition
     (the first point sits half a spacing in from the partition's lower corner)."""
 
-    spacing = config.attr(type=types.list_of(types.positive, size=3), required=True)
+    spacing = config.attr(type=types.list_of(types.positive, size=3), required=True,
+                          doc="distance between neighbouring lattice points along x, y, z (µm)")
 
     def validate(self) -> None:
         super().validate()

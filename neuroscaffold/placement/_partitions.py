@@ -58,9 +58,10 @@ class Layer(Partition):
     """A slab across the whole network, ``thickness`` thick from ``origin`` along
     ``axis`` (default ``y``)."""
 
-    origin = config.attr(type=float, default=0.0, doc="start of the layer along its axis")
-    thickness = config.attr(type=types.positive, required=True, doc="µm along the axis")
-    axis = config.attr(type=types.in_(tuple(_AXES)), default="y")
+    origin = config.attr(type=float, default=0.0, doc="start of the layer along its axis (µm)")
+    thickness = config.attr(type=types.positive, required=True, doc="thickness along the axis (µm); the layer must end inside the network")
+    axis = config.attr(type=types.in_(tuple(_AXES)), default="y",
+                       doc="axis the layer is stacked along")
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         geometry = self._geometry()
@@ -76,8 +77,10 @@ class Layer(Partition):
 class Box(Partition):
     """A box from ``origin`` (its lower corner) with the given ``size``."""
 
-    origin = config.attr(type=types.vector(3), default=[0.0, 0.0, 0.0])
-    size = config.attr(type=types.list_of(types.positive, size=3), required=True)
+    origin = config.attr(type=types.vector(3), default=[0.0, 0.0, 0.0],
+                         doc="lower corner of the box [x, y, z] (µm)")
+    size = config.attr(type=types.list_of(types.positive, size=3), required=True,
+                       doc="extent of the box along x, y, z (µm); the box must lie inside the network")
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         lo = np.array(self.origin, dtype=float)

@@ -11,6 +11,7 @@ from ..config import types
 from ..config._node import raise_at
 from ..services.pool import pool_cache
 from ._chunked import ChunkedStrategy, dependency_jobs, job_key, job_regions
+from ._checks import check_positions
 from ..chunks import Chunk
 from ._indicators import Indicators, build_indicators
 
@@ -34,9 +35,9 @@ class PlacementStrategy(ChunkedStrategy):
     same whichever rank places which chunk.
     """
 
-    cell_types = config.reflist("cell_types", required=True)
-    partitions = config.reflist("partitions")
-    depends_on = config.reflist("placement")
+    cell_types = config.reflist("cell_types", required=True, doc="the cell types it places")
+    partitions = config.reflist("partitions", doc="the partitions it fills")
+    depends_on = config.reflist("placement", doc="placement strategies whose jobs must end first")
     density = config.attr(type=types.number(min=0),
                           doc="cells/µm³ for every cell type, instead of the cell type's")
     count = config.attr(type=types.integer(min=0),
@@ -100,9 +101,7 @@ class PlacementStrategy(ChunkedStrategy):
         name = getattr(getattr(cell_type, "cell_type", cell_type), "name", cell_type)
         if name not in {ct.name for ct in self.cell_types}:
             raise ValueError(f"{self.name} does not place cell type {name!r}")
-        positions = np.asarray(positions, dtype=np.float64)
-        if positions.ndim != 2 or positions.shape[1] != 3:
-            raise ValueError(f"positions must have shape (n, 3), got {positions.shape}")
+        positions = check_positions(self, chunk, name, positions)  # finite, (n, 3), in chunk
         job = self._current_job()
         if job is not None:
             job.collected.setdefault(name, []).append(positions)

@@ -48,6 +48,7 @@ class LogProgress(StatsListener):
         self.heartbeat = heartbeat
         self._printed_failures = 0
         self._stage: tuple | None = None  # (phase, pool status) of the last line
+        self._held: dict[tuple, float] = {}  # stage -> until when its first line may wait
         self._stop_beat: threading.Event | None = None
         self._beat: threading.Thread | None = None
 
@@ -66,8 +67,18 @@ class LogProgress(StatsListener):
             self._beat = None
 
     def _beat_loop(self, stop: threading.Event) -> None:
-        while not stop.wait(self.interval):
+        while not stop.wait(min(self.interval, 0.1) if self._scheduling() else self.interval):
             self._write_due()
+
+    def _scheduling(self) -> bool:
+        """Whether the followed pool is still adding jobs in the background
+        (``pool.schedule``): the first line waits for it, so it counts every job."""
+        pool = getattr(self.stats, "_pool", None)
+        thread = getattr(pool, "_scheduler_thread", None)
+        if thread is not None and thread.is_alive():
+            return True
+        # jobs queued but not yet taken in by the dispatcher are not counted yet
+        return bool(getattr(pool, "_incoming", None))
 
     def _react(self, event: Any) -> None:
         self._write_due()
@@ -86,6 +97,11 @@ class LogProgress(StatsListener):
                 due = stage != self._stage
             elif stats.pool_status is PoolStatus.SCHEDULING:  # nothing to say on entering
                 due = self._stage is not None and now >= self._due
+            elif stage != self._stage and self._scheduling() and (
+                    now < self._held.setdefault(stage, now + self.interval)):
+                # wait (at most one interval) until every job is counted (see _beat_loop)
+                due = False
+                stage = self._stage
             else:
                 due = stage != self._stage or now >= self._due
             if due:

@@ -29,6 +29,7 @@ __all__ = [
     "ProgressStats",
     "RunningJob",
     "StatsListener",
+    "display_name",
     "error_text",
     "format_duration",
     "job_group",
@@ -47,12 +48,21 @@ _PING = PoolProgressReason.MAX_TIMEOUT_PING
 _NEW = object()
 
 
+_ROOT_PREFIX = "{root}."
+
+
+def display_name(name: str) -> str:
+    """A node's name as people read it: ``placement.granular``, without the internal
+    ``{root}.`` prefix of ``get_node_name()``."""
+    return name[len(_ROOT_PREFIX):] if name.startswith(_ROOT_PREFIX) else name
+
+
 def job_group(job: Any) -> str:
     """The group ("strategy") of a job: its submitter's name (a config node's
     ``get_node_name()``, as in the pool's ``timeline``), else its function's name."""
     group = submitter_name(getattr(job, "submitter", None))
     if group is not None:
-        return group
+        return display_name(group)
     # The pool keeps the function private; a job without one falls back to its name.
     fn = getattr(job, "fn", None) or getattr(job, "_fn", None)
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
@@ -81,8 +91,12 @@ class GroupNames:
         return name
 
 
+_MAX_ERROR_TEXT = 300  # characters: an error never prints a whole value
+
+
 def error_text(error: Any) -> str | None:
-    """One line naming an error: ``ValueError: bad value`` (its first line only)."""
+    """One line naming an error: ``ValueError: bad value`` (its first line only, cut to
+    a few hundred characters)."""
     if error is None:
         return None
     if isinstance(error, BaseException):
@@ -90,7 +104,10 @@ def error_text(error: Any) -> str | None:
         text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     else:
         text = str(error)
-    return text.strip().splitlines()[0] if text.strip() else text
+    text = text.strip().splitlines()[0] if text.strip() else text
+    if len(text) > _MAX_ERROR_TEXT:
+        text = text[: _MAX_ERROR_TEXT - 4] + " ..."
+    return text
 
 
 def format_duration(seconds: float) -> str:
@@ -163,6 +180,7 @@ class ProgressSnapshot:
     eta: float | None  #: seconds left, None until a job duration was measured
     now: float
     mean: float | None = None  #: mean duration of the ended jobs that ran (s)
+    aborted: int = 0  #: jobs that never ran because the pool stopped (Ctrl-C, a broken pool)
 
     def stalled(self) -> tuple[RunningJob, ...]:
         """Running jobs that ran much longer than their siblings (:data:`STALL_FACTOR`
@@ -174,14 +192,20 @@ class ProgressSnapshot:
     def summary(self) -> str:
         """``placement: 1204/5000 jobs, 3 failed, 2 running, 41 s elapsed, ~2 min left``,
         followed, once jobs overran (:meth:`stalled`), by the oldest of them:
-        ``; running long: job 'x' on rank 1 for 70 s``."""
+        ``; running long: job 'x' on rank 1 for 70 s``. A pool that stopped early says
+        ``stopped``, not ``finished``, and how many jobs it aborted."""
+        label = self.label
+        if self.aborted and label.endswith("finished"):
+            label = label[: -len("finished")] + "stopped"
         parts = [f"{self.ended}/{self.total} jobs", f"{self.failed} failed"]
         if self.cancelled:
             parts.append(f"{self.cancelled} cancelled")
+        if self.aborted:
+            parts.append(f"{self.aborted} aborted")
         parts += [f"{self.n_running} running", f"{format_duration(self.elapsed)} elapsed"]
         if self.eta is not None and self.ended < self.total:
             parts.append(f"~{format_duration(self.eta)} left")
-        line = f"{self.label}: " + ", ".join(parts)
+        line = f"{label}: " + ", ".join(parts)
         stalled = self.stalled()
         if stalled:
             line += "; running long: " + ", ".join(
@@ -347,7 +371,8 @@ class ProgressStats:
         for failure in self.failures:
             failed_by_group[failure.group] = failed_by_group.get(failure.group, 0) + 1
         groups = [
-            GroupProgress(sub.name, sub.total, sub.done, failed_by_group.get(sub.name, 0))
+            GroupProgress(display_name(sub.name), sub.total, sub.done,
+                          failed_by_group.get(display_name(sub.name), 0))
             for sub in stats.submitters
         ]
         other_total = stats.total - sum(g.total for g in groups)
@@ -380,6 +405,7 @@ class ProgressStats:
             eta=eta,
             now=now,
             mean=per_job,
+            aborted=max(stats.done - stats.succeeded - stats.failed - stats.cancelled, 0),
         )
 
     def snapshot(self) -> ProgressSnapshot:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Union
 
 from ..services.pool import TERMINAL, JobStatus, PoolProgressReason, PoolStatus
-from ._stats import GroupNames, error_text
+from ._stats import GroupNames, display_name, error_text
 
 __all__ = ["TraceRecord", "TraceRecorder", "as_records", "read_trace", "write_trace"]
 
@@ -216,7 +216,7 @@ def _from_job_record(record: Any) -> TraceRecord:
     status = record.status
     return TraceRecord(
         name=str(record.name),
-        group=record.submitter or str(record.name),  # already a name
+        group=display_name(record.submitter) if record.submitter else str(record.name),
         rank=record.rank,
         start=record.start,
         end=record.end,

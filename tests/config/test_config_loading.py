@@ -107,7 +107,8 @@ ERRORS = [
      "lattice, random; or an import path such as 'mypackage.module.MyClass')"),
     (_set("placement.place_a.strategy", "mypackage.module.MyStrategy"),
      "placement.place_a.strategy: cannot import 'mypackage.module.MyStrategy': "
-     "no module named 'mypackage'"),
+     "no module named 'mypackage' (looked on sys.path; a configuration loaded from a "
+     "file also looks in its folder)"),
     (_set("placement.place_a.strategy", "json.Nope"),
      "placement.place_a.strategy: cannot import 'json.Nope': 'json' has no attribute 'Nope'"),
     (_set("placement.place_a.strategy", "neuroscaffold.placement.Layer"),

@@ -57,7 +57,7 @@ def test_report_of_the_mpi_run(mpi_run, tmp_path, capsys):
 
 def test_report_cli_errors(tmp_path, capsys):
     assert _report(tmp_path / "missing.json", tmp_path / "r.png") == 1
-    assert "No such file" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"neuroscaffold: error: {tmp_path}/missing.json: no such file\n"
     assert _report(tmp_path / "missing.json", tmp_path / "r.pdf") == 1
     assert "-o must end in .html or .png, not 'r.pdf'" in capsys.readouterr().err
 
