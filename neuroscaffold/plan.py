@@ -278,6 +278,11 @@ def _check_geometry(configuration: Any, plan: Plan) -> None:
                     f"first is row {bad[0]}: [{row}]")
 
 
+def _bounds(partition: Any) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = partition.bounds()
+    return lo, hi
+
+
 def _lattice_points(lo, hi, spacing) -> float:
     extent = np.clip(np.subtract(hi, lo), 0, None)
     return float(np.prod(np.maximum(np.ceil(extent / np.asarray(spacing) - 0.5), 0)))
@@ -292,7 +297,7 @@ def _placement_chunks(strategy: Any, grid, exact: bool) -> int:
         return len(strategy.get_chunks())
     if isinstance(strategy, FixedPositions):
         return len(strategy.positions or ())
-    return int(sum(np.prod(_grid_counts(*p.bounds(), grid)) for p in strategy.partitions))
+    return int(sum(np.prod(_grid_counts(*_bounds(p), grid)) for p in strategy.partitions))
 
 
 def _placement_plan(strategy: Any, grid, exact: bool) -> StrategyPlan:
@@ -309,7 +314,7 @@ def _placement_plan(strategy: Any, grid, exact: bool) -> StrategyPlan:
             expected = float(len(strategy.positions or ()))
             per_job = expected
         elif isinstance(strategy, LatticePlacement):
-            expected = sum(_lattice_points(*p.bounds(), strategy.spacing)
+            expected = sum(_lattice_points(*_bounds(p), strategy.spacing)
                            for p in strategy.partitions)
             per_job = min(expected, math.ceil(chunk_volume / float(np.prod(strategy.spacing))))
         elif count is not None:

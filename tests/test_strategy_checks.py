@@ -101,7 +101,9 @@ def test_a_compile_refuses_bad_positions_before_storing_them(tmp_path, placement
     assert len(info.value.exceptions) == 4  # every chunk of place_a, nothing else ran
     for error in info.value.exceptions:
         assert re.fullmatch(expected, str(error)), str(error)
-    assert len(network.get_placement_set("a")) == 0
+    progress = network.storage.progress()  # unfinished: nothing of place_a was stored
+    assert progress.planned["{root}.placement.place_a"] == 4
+    assert progress.done.get("{root}.placement.place_a", 0) == 0
 
 
 @pytest.mark.parametrize("kind, expected", [

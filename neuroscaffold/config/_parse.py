@@ -93,7 +93,7 @@ def parse_text(text: str, kind: str, source: str = "<string>") -> dict[str, Any]
     elif kind == "yaml":
         try:
             data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
-        except yaml.YAMLError as error:
+        except yaml.YAMLError:
             if _Loader is not yaml.SafeLoader:  # the pure-Python parser words it better
                 try:
                     yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506
