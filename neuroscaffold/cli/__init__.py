@@ -80,11 +80,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def program() -> None:
     """The ``neuroscaffold`` program: run :func:`main` and exit with its code.
 
-    Once the command has ended, SIGINT and SIGTERM are ignored: a Ctrl-C that arrives
-    while the interpreter and MPI shut down would otherwise kill the process by the
-    signal, which ``mpiexec`` reports as a crash of the application.
+    SIGTERM (a batch system's time limit, ``kill``) interrupts it like Ctrl-C, from the
+    first moment: committed work is kept and every rank ends with the same line. Once
+    the command has ended, both are ignored: a signal that arrives while the
+    interpreter and MPI shut down would otherwise kill the process by the signal,
+    which ``mpiexec`` reports as a crash of the application.
     """
-    code = main()
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        code = main()
+    except KeyboardInterrupt:  # before the command could catch it (parsing arguments)
+        code = 130
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     sys.exit(code)

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
-import threading
 import time
 from pathlib import Path
-from typing import Iterator
 
 __all__ = ["register"]
 
@@ -89,9 +85,8 @@ def run(args: argparse.Namespace) -> int:
         recorder = TraceRecorder()
         listeners.append(recorder)
     start = time.perf_counter()
-    with _sigterm_interrupts():
-        network.compile(clear=args.clear, append=args.append, resume=args.resume,
-                        quiet=args.quiet, listeners=listeners, force=args.force)
+    network.compile(clear=args.clear, append=args.append, resume=args.resume,
+                    quiet=args.quiet, listeners=listeners, force=args.force)
     elapsed = time.perf_counter() - start
     if MPI.get_rank() == 0:
         if args.trace is not None:
@@ -106,22 +101,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (a batch system ending the job, ``kill``) interrupts the compile like
-    Ctrl-C: committed work is kept and the run ends cleanly on every rank."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _dry_run(configuration, output: Path, force: bool) -> int:
