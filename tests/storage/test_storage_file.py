@@ -182,3 +182,21 @@ def test_a_damaged_network_is_replaced_only_with_clear(tmp_path, reference):
         Network(Configuration(two_layers()), path).compile(quiet=True)
     Network(Configuration(two_layers()), path).compile(quiet=True, clear=True)
     assert canonical_contents(path) == reference
+
+
+def test_show_during_a_compile_says_it_is_being_compiled(tmp_path, capsys):
+    path = tmp_path / "net.hdf5"
+    storage = HDF5Storage(path)
+    network = Network(Configuration(two_layers()), path)
+    # what the main rank of a running compile holds: the lock, the manifest and the stub
+    storage.open_session("compile", network.configuration.to_json(), {"x": 3})
+    try:
+        assert main(["show", str(path)]) == 0
+        first = capsys.readouterr().out.splitlines()[0]
+        assert first == (f"network 'two_layers' in {path}: UNFINISHED, being compiled now: 0 of "
+                         f"3 jobs committed; finish it with `neuroscaffold compile CONFIG -o "
+                         f"{path} --resume`")
+        with pytest.raises(StorageError, match="another process is writing this network"):
+            HDF5Storage(path).open_session("compile", network.configuration.to_json())
+    finally:
+        storage.release()
