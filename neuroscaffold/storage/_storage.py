@@ -86,10 +86,6 @@ class HDF5Storage:
     def header(self) -> Header:
         return read_header(self.path)
 
-    def check_format(self) -> None:
-        """Raise :class:`StorageError` unless the file is a neuroscaffold network."""
-        read_header(self.path)
-
     def read_configuration(self) -> dict[str, Any]:
         """The stored configuration (of a finished or an unfinished network)."""
         return json.loads(read_header(self.path).configuration)

@@ -36,7 +36,14 @@ LIBRARY_NOISE = (
     "UCX  WARN",
     "UCX  ERROR",
     "Exception ignored",
+    "MPICH:",
+    "HYDU_",
+    "HYD_",
+    "process manager error",
 )
+#: Errors of Hydra (``mpiexec``) itself, in lines like
+#: ``[mpiexec@host] HYDU_sock_write (.../sock.c:250): write error (Bad file descriptor)``.
+HYDRA_ERROR = re.compile(r"^\[mpiexec@[^\]]+\] \w+ \(\S+\.c:\d+\)")
 
 
 def write_config(folder: Path, name: str = "cerebellum.yaml", **network: float) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import time
@@ -18,6 +19,7 @@ import pytest
 
 from neuroscaffold.storage import canonical_contents
 from tests.storage._crash import (
+    HYDRA_ERROR,
     INTERRUPTED,
     compile_cmd,
     finish,
@@ -30,6 +32,9 @@ from tests.storage._crash import (
     write_config,
 )
 
+#: The line of an interrupt that came when the network was being merged.
+COMPLETE_ALREADY = re.compile(
+    r"^neuroscaffold: interrupted: the network was complete already \((SIGINT|SIGTERM)\)$")
 #: How long a run may take after the signal before it counts as a hang.
 AFTER_SIGNAL = 20.0
 
@@ -69,12 +74,29 @@ def _check_after(outcome, out: Path, config: Path, expected, resume_n, what: str
                  total: dict) -> str:
     """Check an interrupted (or finished) run, resume it, compare with ``expected``."""
     noise = library_noise(outcome.stderr + outcome.stdout)
+    if (outcome.returncode not in (0, 130) and outcome.stdout.startswith("compiled '")
+            and outcome.stderr.strip()
+            and all(HYDRA_ERROR.match(line) for line in outcome.stderr.strip().splitlines())):
+        # Every rank had ended well when mpiexec, still closing, failed to forward the
+        # signal to the proxy that was gone (a Hydra race, not ours): the network must be
+        # whole.
+        assert not Path(f"{out}.parts").exists(), f"{what}: finished, parts left"
+        assert canonical_contents(out) == expected, f"{what}: finished, but not the reference"
+        return "finished (mpiexec race)"
     if noise or outcome.returncode not in (0, 130):
         state = "no file"
         if out.exists():
             state = (show(out).stdout.splitlines() or ["show printed nothing"])[0]
+        # Tell whether the work was kept all the same: resume, and compare.
+        resumed = run(compile_cmd(config, out, resume_n, "--resume"), timeout=90)
+        kept = (f"a resume at n={resume_n} exited {resumed.returncode} "
+                f"{(resumed.stderr.strip().splitlines() or [''])[-1]!r}")
+        if resumed.returncode == 0:
+            kept += (", the reference" if canonical_contents(out) == expected
+                     else ", NOT the reference")
         raise AssertionError(f"{what}: exit code {outcome.returncode}, library warnings or "
-                             f"a traceback {noise}; afterwards: {state}\n{outcome.describe()}")
+                             f"a traceback {noise}; afterwards: {state}; then {kept}\n"
+                             f"{outcome.describe()}")
     if outcome.returncode == 0:
         assert canonical_contents(out) == expected, f"{what}: finished, but not the reference"
         assert not Path(f"{out}.parts").exists(), f"{what}: finished, parts left"
@@ -82,8 +104,22 @@ def _check_after(outcome, out: Path, config: Path, expected, resume_n, what: str
     assert outcome.returncode == 130, f"{what}: not exit code 130\n{outcome.describe()}"
     lines = interrupted_lines(outcome.stderr)
     assert len(lines) == 1, f"{what}: not one 'interrupted' line\n{outcome.describe()}"
+    if COMPLETE_ALREADY.match(lines[0]):
+        # The signal came during the merge (it is held back until the merge ends): the
+        # network must be whole, with nothing left to resume.
+        assert outcome.stderr.strip().splitlines() == lines, outcome.describe()
+        assert not Path(f"{out}.parts").exists(), f"{what}: complete, but parts left"
+        assert canonical_contents(out) == expected, f"{what}: 'complete already', but not " \
+            "the reference"
+        refused = run(compile_cmd(config, out, resume_n, "--resume"), timeout=60)
+        assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+            f"neuroscaffold: error: {out}: nothing to resume: the network is complete"
+        ], refused.describe()
+        return "complete already"
     match = INTERRUPTED.match(lines[0])
     assert match, f"{what}: not the interrupted line\n{outcome.describe()}"
+    assert outcome.stderr.strip().splitlines() == lines, \
+        f"{what}: more than the interrupted line on stderr\n{outcome.describe()}"
     committed, planned = int(match[1]), int(match[2])
     assert 0 <= committed <= planned, outcome.describe()
     total.setdefault("planned", planned)
@@ -135,7 +171,7 @@ def test_interrupts_sent_to_mpiexec_at_random_moments(reference, tmp_path, k):
     for i in range(20):
         _clean(out)
         signum = (signal.SIGINT, signal.SIGTERM)[i % 2]
-        delay = rng.uniform(0, duration * 1.1)
+        delay = rng.uniform(0, duration * 0.9)
         what = f"K={k} run {i}: {signal.Signals(signum).name} to mpiexec {delay:.3f} s in"
         proc = start(compile_cmd(config, out, k))
         if _wait_for(Path(f"{out}.parts"), proc):
@@ -150,7 +186,7 @@ def test_interrupts_sent_to_mpiexec_at_random_moments(reference, tmp_path, k):
             failures.append(str(failure))
     assert not failures, f"{len(failures)} of 20 runs failed:\n\n" + "\n\n".join(failures)
     # The random moments must mostly land inside the compile.
-    assert sum(s.startswith("interrupted") for s in seen) >= 10, seen
+    assert sum(s.startswith("interrupted") for s in seen) >= 8, seen
 
 
 @pytest.mark.timeout(200)

@@ -86,6 +86,14 @@ def _check_and_resume(out: Path, config: Path, expected, resume_n, what: str) ->
             assert canonical_contents(out) == expected, \
                 f"{what}: a complete-looking network that is not the reference\n{shown.stdout}"
             state = "complete"
+            if not Path(f"{out}.parts").exists():
+                # Finished before the kill: there is nothing to resume, and --resume says so.
+                refused = run(compile_cmd(config, out, resume_n, "--resume"), timeout=60)
+                assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+                    f"neuroscaffold: error: {out}: nothing to resume: the network is complete"
+                ], refused.describe()
+                assert canonical_contents(out) == expected
+                return state
     else:
         state = "absent"
     resumed = run(compile_cmd(config, out, resume_n, "--resume"), timeout=90)
@@ -105,13 +113,14 @@ def _loop(reference, tmp_path, ranks, kill, seed, resume_other) -> None:
     failures, states = [], []
     for i in range(10):
         _clean(out)
-        delay = rng.uniform(0.3, duration * 1.05)
+        delay = rng.uniform(0.0, duration * 1.05)
         resume_n = resume_other if i % 2 else ranks
         what = f"run {i}: kill -9 of {kill} at n={ranks} {delay:.3f} s after start"
         proc = start(compile_cmd(config, out, ranks))
         try:
+            begin = time.monotonic()
             pids = rank_pids(proc, ranks) if ranks else [proc.pid]
-            time.sleep(max(0.0, delay - 0.1))
+            time.sleep(max(0.0, begin + delay - time.monotonic()))
             victims = {"the compile": [proc.pid], "mpiexec": [proc.pid],
                        "one rank": [rng.choice(pids)] if pids else []}[kill]
             if proc.poll() is None:
@@ -129,7 +138,7 @@ def _loop(reference, tmp_path, ranks, kill, seed, resume_other) -> None:
             kill_group(proc)
             failures.append(str(failure))
     assert not failures, f"{len(failures)} of 10 runs failed:\n\n" + "\n\n".join(failures)
-    assert states.count("unfinished") + states.count("absent") >= 5, states
+    assert states.count("unfinished") + states.count("absent") >= 4, states
 
 
 @pytest.mark.timeout(200)
