@@ -30,8 +30,9 @@ __all__ = ["WritingRun", "appendable", "on_main", "open_compile", "open_pool_ses
 
 #: Seconds a rank that failed waits for the others to agree (they may be gone).
 FAILED_WAIT = 5.0
-#: Seconds a rank that succeeded waits for the others at an agreement point.
-OK_WAIT = 600.0
+#: Seconds a rank that succeeded waits for the others at an agreement point (they
+#: left the same pool at the same time: only their last commit is still to come).
+OK_WAIT = 120.0
 
 
 class _Disagreed(Exception):
@@ -56,9 +57,13 @@ class WritingRun:
         if outcome is not Outcome.OK:
             raise _Disagreed(outcome)
 
-    def merge(self, configuration: str) -> None:
-        """Every rank: write the finished network (an interrupt waits for the end)."""
+    def finish(self, configuration: str) -> None:
+        """Every rank, after the last pool: agree that every rank committed all its
+        work, then write the finished network. Interrupts wait for the end of both
+        (a second one does not): a rank that left now would leave the others inside a
+        collective."""
         with _held_interrupts() as held:
+            self.checkpoint()
             self.storage.merge(COLLECTIVES, configuration, connection_meta(self.network))
         if held:
             raise CompileInterrupted(f"interrupted: the network was complete already ({held[0]})")
@@ -86,8 +91,12 @@ class WritingRun:
             return f"{progress.committed} of {progress.total} jobs committed"
 
         if _is_interrupt(error) or outcome is Outcome.INTERRUPTED:
-            return CompileInterrupted(f"interrupted: {committed()}; resume with --resume"
-                                      if main else "interrupted")
+            if not main:
+                return CompileInterrupted("interrupted")
+            if not storage.parts.exists():
+                return CompileInterrupted("interrupted before the compile started: nothing "
+                                          "was written")
+            return CompileInterrupted(f"interrupted: {committed()}; resume with --resume")
         full = _storage_failure(error)
         if full is not None:
             return StorageError(f"{full}; {committed()}: make room, then finish with --resume"
@@ -131,13 +140,15 @@ class WritingRun:
 @contextlib.contextmanager
 def _held_interrupts() -> Iterator[list[str]]:
     """Hold SIGINT and SIGTERM back while the block runs (main thread only); the list
-    yielded names the signals that came."""
+    yielded names the signal that came. A second signal is raised at once."""
     held: list[str] = []
     if threading.current_thread() is not threading.main_thread():
         yield held
         return
 
     def hold(signum, frame):
+        if held:  # asked twice: the user means it
+            raise KeyboardInterrupt(signal.Signals(signum).name)
         held.append(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -163,6 +174,7 @@ def open_compile(network: "Network", configuration: str, choice: str | None):
     """Main rank: check what the path holds against ``choice`` and open the session."""
     storage = network.storage
     path = storage.path
+    storage.parts.check_not_busy(path)
     try:
         state = storage.state()
     except StorageError as error:
@@ -207,6 +219,7 @@ def open_compile(network: "Network", configuration: str, choice: str | None):
 
 def open_pool_session(storage: HDF5Storage, configuration: str):
     """Main rank: open the writing session of a pool opened on a network."""
+    storage.parts.check_not_busy(storage.path)
     state = storage.state()
     if storage.parts.exists():
         if storage.parts.manifest().get("mode") != "pool":
@@ -264,12 +277,12 @@ def planned_jobs(network: "Network", skip: set[str]) -> dict[str, int]:
 def _storage_failure(error: BaseException) -> str | None:
     """The storage error (a full disk) that made the jobs of a workflow fail, if any."""
     if isinstance(error, StorageError):
-        return str(error)
+        return str(error) if "no space left" in str(error) else None
     if not isinstance(error, WorkflowError):
         return None
     for member in error.exceptions:
         for candidate in (member, member.__cause__):
-            if isinstance(candidate, StorageError):
+            if isinstance(candidate, StorageError) and "no space left" in str(candidate):
                 return str(candidate)
         text = str(member)
         if "StorageError: " in text and "no space left" in text:

@@ -142,22 +142,23 @@ class Network:
                                "this network")
         _on_main(lambda: build_plan(self).check(force=force))  # sizes checked before any job
         configuration = self.configuration.to_json()
-        self.storage.attach(_on_main(
-            lambda: open_compile(self, configuration, chosen[0] if chosen else None)))
         run = WritingRun(self)
         try:
+            self.storage.attach(_on_main(
+                lambda: open_compile(self, configuration, chosen[0] if chosen else None)))
             workflow = Workflow(list(PHASES))
             for number, section in enumerate((self.placement, self.connectivity)):
                 if number:
                     workflow.next_phase()
+                # Each pool ends on every rank with every rank's results committed (and
+                # the next pool's creation is collective): the next phase reads them.
                 with self.create_job_pool(quiet=quiet, workflow=workflow,
                                           listeners=tuple(listeners)) as pool:
                     if pool.is_main():
                         pool.schedule(_in_dependency_order(section))
                     pool.execute()
-                run.checkpoint()  # every rank's results of the phase are committed
             workflow.next_phase()
-            run.merge(configuration)
+            run.finish(configuration)
         except BaseException as error:
             replacement = run.abandon(error)
             if replacement is error:

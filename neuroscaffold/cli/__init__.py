@@ -15,6 +15,7 @@ import importlib
 import os
 import signal
 import sys
+import time
 import traceback
 from typing import Sequence
 
@@ -97,7 +98,42 @@ def program() -> None:
         code = 130
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    if code and _parallel():
+        _leave(code)
     sys.exit(code)
+
+
+def _parallel() -> bool:
+    """Whether this process is one rank of several, with MPI still running."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is None or not mpi.Is_initialized() or mpi.Is_finalized():
+        return False
+    return mpi.COMM_WORLD.Get_size() > 1
+
+
+def _leave(code: int) -> None:
+    """End a rank of a run that failed or was interrupted, without ``MPI_Finalize``.
+
+    After a failure the ranks may not all be where a clean finalize needs them (a
+    rank may have left a collective the others still wait in, and MPICH then waits,
+    or warns about what is still pending). Every rank first waits, a few seconds at
+    most, until every other rank is here too (so that the main rank has printed its
+    line), then leaves at once; ``mpiexec`` ends any rank that did not get here.
+    """
+    from mpi4py import MPI
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    request = MPI.COMM_WORLD.Ibarrier()
+    deadline = time.monotonic() + 10
+    pause = 1e-4
+    while not request.Test() and time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    os._exit(code)
 
 
 def _reports_errors(args: argparse.Namespace) -> bool:

@@ -201,34 +201,53 @@ class NetworkFile:
         self._file = open_file(self.path)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except Exception:
+                pass
             self._file = None
+        if exc is not None and not isinstance(exc, StorageError) and isinstance(
+                exc, (OSError, KeyError, ValueError, IndexError, RuntimeError, TypeError)):
+            # whatever h5py or numpy said of bytes that are not what they should be
+            raise self._damaged(exc) from None
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._file[kind])
 
     def table(self, kind: str, name: str) -> BlockTable:
-        """The block table of a set, each block located in this file's dataset."""
+        """The block table of a set, each block located in this file's dataset; a
+        table that does not fit its dataset is reported as damage."""
         try:
             group = self._file[f"{kind}/{name}"]
             rows = group["blocks"][()]
             strategies = [str(s) for s in group.attrs["strategies"]]
             dataset = group[_DATA[kind]]
             offset = dataset.id.get_offset() or 0
+            length = int(dataset.shape[0])
         except KeyError:
             raise StorageError(f"{self.path}: no {kind} set '{name}'") from None
-        except (OSError, ValueError) as error:
-            raise StorageError(f"{self.path}: a damaged network file ({_short(error)})") from None
+        except (OSError, ValueError, RuntimeError) as error:
+            raise self._damaged(error) from None
+        counts = rows["count"] if len(rows) else np.zeros(0, dtype=np.int64)
+        if (len(rows) and (counts.min() < 0 or rows["strategy"].min() < 0
+                           or rows["strategy"].max() >= len(strategies))) \
+                or int(counts.sum()) != length:
+            raise self._damaged(f"the block table of {kind} set '{name}' does not match its "
+                                "data")
         dtype, width = ROW[kind]
         row_bytes = dtype.itemsize * width
-        starts = np.concatenate([[0], np.cumsum(rows["count"])]).astype(np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         path = str(self.path)
         return BlockTable(kind, name, (
             Block(tuple(int(v) for v in row["chunk"]), strategies[int(row["strategy"])],
                   int(row["count"]), path, offset + int(start) * row_bytes)
             for row, start in zip(rows, starts[:-1])))
+
+    def _damaged(self, error: BaseException | str) -> StorageError:
+        reason = error if isinstance(error, str) else _short(error)
+        return StorageError(f"{self.path}: a damaged network file ({reason})")
 
     def data(self, kind: str, name: str) -> np.ndarray:
         """The whole set, in one read."""
@@ -236,8 +255,8 @@ class NetworkFile:
             return self._file[f"{kind}/{name}/{_DATA[kind]}"][()]
         except KeyError:
             raise StorageError(f"{self.path}: no {kind} set '{name}'") from None
-        except (OSError, ValueError) as error:
-            raise StorageError(f"{self.path}: a damaged network file ({_short(error)})") from None
+        except (OSError, ValueError, RuntimeError) as error:
+            raise self._damaged(error) from None
 
     def count(self, kind: str, name: str) -> int:
         return int(self._file[f"{kind}/{name}/{_DATA[kind]}"].shape[0])

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from ..exceptions import StorageError
 from ._blocks import Block
 
-__all__ = ["Commits", "PartsDir", "WriterLock", "free_space", "parts_path"]
+__all__ = ["Commits", "PartsDir", "WriterLock", "busy", "free_space", "parts_path"]
 
 MANIFEST = "manifest.json"
 _SHARD = re.compile(r"^a(\d+)-r(\d+)\.journal$")
@@ -66,6 +66,13 @@ class Commits:
     attempts: int = 0  #: the highest attempt number seen
 
 
+def busy(network: Path, holder: str) -> StorageError:
+    """The error for a network that another process writes."""
+    return StorageError(f"{network}: another process is writing this network"
+                        f"{f' ({holder})' if holder else ''}; wait for it to end, or write "
+                        "to another path")
+
+
 class WriterLock:
     """An exclusive ``flock`` on ``parts/lock``: one writing process per network.
 
@@ -89,10 +96,7 @@ class WriterLock:
                 if time.monotonic() > deadline:
                     holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
                     os.close(fd)
-                    raise StorageError(
-                        f"{self.network}: another process is writing this network"
-                        f"{f' ({holder})' if holder else ''}; wait for it to end, or "
-                        "write to another path") from None
+                    raise busy(self.network, holder) from None
                 time.sleep(0.01)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
@@ -139,6 +143,16 @@ class PartsDir:
 
     def being_written(self) -> bool:
         return WriterLock.held(self.path / "lock")
+
+    def check_not_busy(self, network: Path) -> None:
+        """Raise when another process writes the network (before judging what the
+        network path holds: a running compile's stub is not an abandoned one)."""
+        if self.being_written():
+            try:
+                holder = (self.path / "lock").read_text().strip()
+            except OSError:
+                holder = ""
+            raise busy(network, holder)
 
     # --- manifest -------------------------------------------------------------------
 
