@@ -8,8 +8,12 @@ the pool's state is consistent. The rank that got it then tells the others (see
 ``_protocol``: INTERRUPTED to the main rank, STOP with the interrupt to the workers),
 so every rank leaves ``execute()`` with :class:`PoolInterrupted` within a few seconds.
 
-SIGUSR1 prints this rank's running jobs and, through :mod:`faulthandler` (which works
-even while a job holds the interpreter in C code), the Python stack of every thread.
+SIGUSR1 prints the Python stack of every thread (:mod:`faulthandler`) and this rank's
+running jobs. The dump is made from the Python-level handler, in the main thread with
+the interpreter lock held, so that no thread moves while its stack is read (dumping
+from the C-level handler, as ``faulthandler.register`` does, crashed one run in ten
+here while other threads ran). A job stuck in C code delays the report until it
+returns to Python.
 """
 
 from __future__ import annotations
@@ -42,7 +46,6 @@ class SignalGuard:
         self.signal_name: str | None = None
         self._saved: dict[int, Any] = {}
         self._main = threading.main_thread().ident
-        self._faulthandler = False
 
     def __enter__(self) -> "SignalGuard":
         if threading.get_ident() != self._main:
@@ -53,18 +56,9 @@ class SignalGuard:
         usr1 = getattr(signal, "SIGUSR1", None)
         if usr1 is not None:
             self._saved[usr1] = signal.signal(usr1, self._on_report)
-            try:
-                # C-level: dumps every thread's stack even while a job is stuck in C.
-                faulthandler.register(usr1, file=sys.stderr, all_threads=True, chain=True)
-                self._faulthandler = True
-            except (RuntimeError, ValueError, OSError, AttributeError):
-                pass
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._faulthandler:
-            faulthandler.unregister(signal.SIGUSR1)
-            self._faulthandler = False
         for signum, previous in self._saved.items():
             try:
                 signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
@@ -90,6 +84,12 @@ class SignalGuard:
             raise PoolInterrupted(self.rank, self.signal_name)
 
     def _on_report(self, signum: int, frame: Any) -> None:
+        try:
+            sys.stderr.write(f"### rank {self.rank}: thread stacks\n")
+            sys.stderr.flush()
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        except (OSError, ValueError, RuntimeError, AttributeError):
+            pass  # no usable stderr: the lines below still try
         lines = [f"### rank {self.rank}: stall report (thread stacks above)"]
         now = time.time()
         here = list(running_jobs().items())
