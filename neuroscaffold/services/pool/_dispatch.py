@@ -36,6 +36,7 @@ from typing import Any, Hashable, NamedTuple
 from ..._backoff import Backoff
 from ...exceptions import JobPoolError, PoolInterrupted
 from ._protocol import (
+    SCALARS,
     TAG_TO_MAIN,
     TAG_TO_WORKER,
     Kind,
@@ -60,6 +61,7 @@ _MIN_AHEAD = 2
 _INLINE_SECONDS = 0.001  # jobs known to be cheaper than this run in the dispatcher itself
 _INLINE_ALL_SECONDS = 0.0002  # when all ready work is below this, skip the round trips
 _DISPATCH_WAIT_MAX = 0.005  # the longest nap of a dispatcher idle for long (~100 ms)
+_SERIAL_BATCH = 64  # serially, jobs taken from the ledger at a time
 _MAX_FUNCTIONS = 1024  # function tables (per pool, per worker) are reset past this
 _STALL_CHECK_EVERY = 0.25  # seconds between two looks for overrunning jobs
 _OVERRUN_FACTOR = 20  # a job overran when it ran this many times its function's mean
@@ -122,8 +124,12 @@ class TravelCheck:
                 self.checked[fn] = cause
             except TypeError:  # an unhashable callable: check it every time
                 cause = pickling_error(fn, network)
-            if cause is None and job._args:
-                cause = pickling_error(job._args, network)
+            args = job._args
+            if cause is None and args:
+                for item in args:  # the common case, inline: a few plain values
+                    if item.__class__ not in SCALARS:
+                        cause = pickling_error(args, network)
+                        break
             if cause is None and job._kwargs:
                 cause = pickling_error(job._kwargs, network)
         except Exception as exc:  # never let a check kill the thread running jobs
@@ -156,7 +162,7 @@ def serial_execute(pool, guard) -> None:
         main_execute(pool, guard)
         return
     ledger = pool._ledger
-    next_ready = ledger.next_ready
+    take_ready = ledger.take_ready
     wake = ledger.wake
     travel = TravelCheck(pool.network)
     ledger.drain_incoming()
@@ -165,9 +171,13 @@ def serial_execute(pool, guard) -> None:
             guard.check()
         if ledger.has_incoming():
             ledger.drain_incoming()
-        job = next_ready()
-        if job is not None:
-            run_here(ledger, job, travel)
+        jobs = take_ready(_SERIAL_BATCH)
+        if jobs:
+            for job in jobs:
+                if ledger.drain_requested:  # fail_fast: the rest of the batch never runs
+                    ledger.dropped(job)
+                else:
+                    run_here(ledger, job, travel)
             continue
         if ledger.has_incoming() or pool._scheduling():
             wake.clear()

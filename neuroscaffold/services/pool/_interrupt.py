@@ -26,7 +26,7 @@ import time
 from typing import Any, Callable
 
 from ...exceptions import PoolInterrupted
-from ._run import running_here, running_jobs
+from ._run import in_job, running_jobs
 
 __all__ = ["SignalGuard"]
 
@@ -79,7 +79,7 @@ class SignalGuard:
         first = self.signal_name is None
         if first:
             self.signal_name = signal.Signals(signum).name
-        if self._main in running_here:
+        if in_job(frame):
             # A job runs in this (main) thread: interrupt it, as Ctrl-C would.
             raise PoolInterrupted(self.rank, self.signal_name)
 

@@ -12,7 +12,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from ...exceptions import JobPoolError
-from ._status import _TRANSITIONS, JobStatus
+from ._status import JobStatus
 
 if TYPE_CHECKING:
     from ._pool import JobPool
@@ -107,7 +107,7 @@ class Job:
 
     def done(self) -> bool:
         """Whether the job has ended (succeeded, failed, cancelled or aborted)."""
-        return not _TRANSITIONS[self.status]
+        return not self.status._next  # no transition out: it ended (see _status)
 
     def cancel(self, reason: str | None = None) -> bool:
         """Cancel the job and, transitively, every job that depends on it.

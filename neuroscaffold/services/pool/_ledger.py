@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from threading import get_ident
 from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 from ...exceptions import (
@@ -33,7 +34,7 @@ from ...exceptions import (
 from . import _cache
 from ._job import Job, _DepGroup
 from ._protocol import Summary
-from ._status import _TRANSITIONS, JobStatus, PoolProgressReason
+from ._status import JobStatus, PoolProgressReason
 
 _PENDING = JobStatus.PENDING
 _QUEUED = JobStatus.QUEUED
@@ -50,10 +51,7 @@ _GROUP_THRESHOLD = 8  # dependency lists at least this long are shared as one gr
 class Notifier(Protocol):
     """Where the ledger's job events go (the pool's listeners)."""
 
-    @property
-    def active(self) -> bool:
-        """Whether anyone listens to job events (the hot path checks only this)."""
-        ...
+    active: bool  #: whether anyone listens to job events (the hot path checks only this)
 
     def job(self, reason: PoolProgressReason, job: Job, old: JobStatus | None) -> bool:
         """Deliver a job event; returns whether a listener handled it."""
@@ -85,7 +83,7 @@ class Ledger:
         notifier: receives the job events.
         fail_fast: cancel everything not started after the first unhandled failure.
         cache: this rank's ``pool_cache`` store, freed per node as its jobs end.
-        make_job: ``make_job(job_id, fn, args, kwargs, context, submitter, deps)``.
+        pool_ref: the (weak) reference to the pool that jobs keep.
     """
 
     def __init__(
@@ -93,12 +91,12 @@ class Ledger:
         notifier: Notifier,
         fail_fast: bool,
         cache: _cache._CacheStore,
-        make_job: Callable[..., Job],
+        pool_ref: Callable[[], Any],
     ):
         self._notifier = notifier
         self._fail_fast_on = fail_fast
         self._cache = cache
-        self._make_job = make_job
+        self._pool_ref = pool_ref
         self.main_thread = threading.get_ident()
         self.lock = threading.Lock()  # job creation and the incoming queue, across threads
         self.wake = threading.Event()  # set when something is pushed
@@ -137,16 +135,16 @@ class Ledger:
 
     def add(self, fn, args, kwargs, context, submitter, deps, register: bool) -> Job:
         """Create a job; register it now (main thread) or hand it to the main thread."""
-        here = threading.get_ident() == self.main_thread
         with self.lock:
-            job = self._make_job(len(self.jobs), fn, args, kwargs, context, submitter, deps)
-            self.jobs.append(job)
+            jobs = self.jobs
+            job = Job(self._pool_ref, len(jobs), fn, args, kwargs, context, submitter, deps)
+            jobs.append(job)
             if submitter is not None:
                 key = id(submitter)
                 self._submitters[key] = submitter
                 self._submissions.setdefault(key, []).append(job)
                 self._submission_views.pop(key, None)
-            if register and not (here and not self._incoming):
+            if register and (self._incoming or get_ident() != self.main_thread):
                 # In the same critical section as the job list: a listed job is
                 # registered or in the incoming queue, never in between (issue 6).
                 self._incoming.append(NewJob(job))
@@ -230,7 +228,7 @@ class Ledger:
     def _move(self, job: Job, new: JobStatus) -> JobStatus:
         """The one place a job's status is written: checks the transition table."""
         old = job.status
-        if new not in _TRANSITIONS[old]:
+        if new not in old._next:  # _TRANSITIONS[old], without hashing (see _status)
             raise InvalidStateError(f"{job.name}: {old.value} -> {new.value}")
         job.status = new
         return old
@@ -493,7 +491,7 @@ class Ledger:
 
     def cancel(self, job: Job, reason: str | None) -> bool:
         """Cancel a PENDING or QUEUED job and its dependents (see :meth:`Job.cancel`)."""
-        if threading.get_ident() != self.main_thread:
+        if get_ident() != self.main_thread:
             self.push(CancelRequest(job, reason))
             return True
         if job in self.incoming_jobs():

@@ -117,24 +117,12 @@ class _Phase(Enum):
     CLOSED = "closed"
 
 
-class _Notifier:
-    """The ledger's notifier: job events, as :class:`PoolProgress`, to the listeners."""
+def _event_maker(ref: "weakref.ref[JobPool]", workflow: Any) -> Callable[..., PoolProgress]:
+    def make(reason, job, old) -> PoolProgress:
+        pool = ref()
+        return PoolProgress(reason, pool._status, pool._ledger.jobs, workflow, job, old, time.time(), pool)
 
-    __slots__ = ("_listeners", "_pool")
-
-    def __init__(self, listeners: _Listeners, pool: "weakref.ref[JobPool]"):
-        self._listeners = listeners
-        self._pool = pool  # weak: the pool must be freed without the cycle collector
-
-    @property
-    def active(self) -> bool:
-        return self._listeners.active
-
-    def job(self, reason, job, old) -> bool:
-        pool = self._pool()
-        return self._listeners.emit(
-            PoolProgress(reason, pool._status, pool._ledger.jobs, pool.workflow, job, old, time.time(), pool)
-        )
+    return make
 
 
 class JobPool:
@@ -176,12 +164,10 @@ class JobPool:
         self._listeners = _Listeners()
         self._cache = _cache._CacheStore()
         ref = self._ref
-        self._ledger = Ledger(
-            _Notifier(self._listeners, self._ref),
-            fail_fast,
-            self._cache,
-            lambda *fields: Job(ref, *fields),
-        )
+        # The listeners are the ledger's notifier; their events are built here, from a
+        # weak reference (the pool must be freed without the cycle collector).
+        self._listeners.make_event = _event_maker(ref, workflow)
+        self._ledger = Ledger(self._listeners, fail_fast, self._cache, ref)
         self._started_at: float | None = None
         self._scheduler_thread: threading.Thread | None = None
         self._tls = threading.local()
@@ -224,7 +210,9 @@ class JobPool:
         ``context`` is free information shown in progress (``name=`` names the job).
         Pass the same sequence object as ``deps`` to many jobs to share it cheaply.
         """
-        self._check_open()
+        phase = self._phase
+        if phase is not _Phase.ENTERED and phase is not _Phase.EXECUTING:
+            self._check_open()  # raises if closed or executed (CREATED is fine too)
         if self._status is PoolStatus.EXECUTING and not self.is_main():
             # A job on this rank tried to queue more: they would silently never run.
             raise JobPoolError(
@@ -491,8 +479,7 @@ class JobPool:
                 self._phase = phase
 
     def _check_open(self) -> None:
-        with self._phase_lock:
-            phase = self._phase
+        phase = self._phase  # one read (atomic); writes hold the lock
         if phase is _Phase.CLOSED:
             raise JobPoolError("cannot submit jobs to a closed pool")
         if phase is _Phase.EXECUTED:

@@ -129,6 +129,7 @@ def loads(data, network: Any) -> Any:
 # pickle. Plain values are recognised without pickling them.
 
 _SCALARS = frozenset({int, float, bool, str, bytes, type(None), complex, range})
+SCALARS = _SCALARS  #: types whose values always travel (hot paths test these inline)
 
 
 def _plainly_travels(obj, depth: int = 0) -> bool:
