@@ -6,7 +6,7 @@
     ────────────────────────                         ───────────────────────────────────
     ledger.ready ──take──▶ cheap job? ──run_job inline (events at once)
                       └──▶ slow job ──batches──────▶ run_job ──records──▶ done deque
-                      └──▶ BATCH ──▶ rank r          (Started, Ended, Dropped, Unsent, Died)
+                      └──▶ BATCH ──▶ rank r          (Started, (job, outcome), Dropped, Unsent, Died)
     inbox ◀── STARTED / RESULTS / DROPPED / ... ── rank r
     ledger.start / finish ◀── records and results, always in the main thread
 
@@ -218,9 +218,8 @@ class _Started(NamedTuple):
     t0: float
 
 
-class _Ended(NamedTuple):
-    job: Any
-    outcome: tuple  # (ok, value, t0, t1): see _run.Outcome
+# An ended job is reported as a plain ``(job, (ok, value, t0, t1))`` pair, the one
+# record made for every job: a named record would cost more than a trivial job.
 
 
 class _Dropped(NamedTuple):
@@ -298,7 +297,7 @@ class _LocalExecutor(_Rank):
                     outcome = run_job(job._fn, job._args, job._kwargs, network, job_id)
                 except KeyboardInterrupt as exc:  # not delivered to this thread; be safe
                     outcome = (False, JobPoolError(f"the job raised {exc!r}"), t0, time.time())
-                done.append(_Ended(job, outcome))
+                done.append((job, outcome))
             self.wake.set()
 
     def stop(self, wait: bool) -> None:
@@ -690,7 +689,7 @@ class _Dispatcher:
         while done:
             item = done.popleft()
             cls = item.__class__
-            if cls is _Ended:
+            if cls is tuple:  # (job, outcome): ended
                 job, (ok, value, t0, t1) = item
                 if owned.pop(job.id, None) is None:
                     continue
