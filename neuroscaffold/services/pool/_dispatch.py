@@ -37,6 +37,7 @@ from ..._backoff import Backoff
 from ...exceptions import JobPoolError, PoolInterrupted
 from ._protocol import (
     SCALARS,
+    TAG_DUMP,
     TAG_TO_MAIN,
     TAG_TO_WORKER,
     Kind,
@@ -61,12 +62,19 @@ _MIN_AHEAD = 2
 _INLINE_SECONDS = 0.001  # jobs known to be cheaper than this run in the dispatcher itself
 _INLINE_ALL_SECONDS = 0.0002  # when all ready work is below this, skip the round trips
 _DISPATCH_WAIT_MAX = 0.005  # the longest nap of a dispatcher idle for long (~100 ms)
+_REPORT_DEDUP = 2.0  # seconds: a rank that just printed its report does not repeat it
 _SERIAL_BATCH = 64  # serially, jobs taken from the ledger at a time
 _MAX_FUNCTIONS = 1024  # function tables (per pool, per worker) are reset past this
 _STALL_CHECK_EVERY = 0.25  # seconds between two looks for overrunning jobs
 _OVERRUN_FACTOR = 20  # a job overran when it ran this many times its function's mean
 _OVERRUN_MIN = 2.0  # ... and at least this long (s)
 _OVERRUN_MAX = 60.0  # a job running this long has overrun, whatever its siblings do
+
+
+def MPI_BYTE():
+    from mpi4py import MPI
+
+    return MPI.BYTE
 
 
 def duplicate(comm):
@@ -352,6 +360,8 @@ class _Dispatcher:
         while True:
             if guard.signal_name is not None:
                 guard.check()
+            if guard.report_requested:
+                self.ask_reports(source=0)
             busy = ledger.drain_incoming()
             if self.inbox is not None:
                 busy |= self.receive()
@@ -574,6 +584,16 @@ class _Dispatcher:
             else:
                 self.outbox.send(rank, encode(Kind.CANCEL, 0, plain(ids)))
 
+    def ask_reports(self, source: int) -> None:
+        """SIGUSR1 reached ``source``: every other rank prints its report too."""
+        self.guard.report_requested = False
+        if self.outbox is None:
+            return
+        for target in self.ranks:
+            if target.rank != source:
+                # A message of its own tag: the worker's report thread takes it mid-job.
+                self.comm.Isend([b"", 0, MPI_BYTE()], target.rank, TAG_DUMP).Free()
+
     def look_for_stalls(self) -> None:
         """Take back the unstarted jobs of a rank whose current job overran, so that
         they run elsewhere instead of waiting behind it."""
@@ -646,6 +666,9 @@ class _Dispatcher:
                 raise JobPoolError(f"rank {source} failed outside its jobs and left the pool: {text}")
             elif kind == Kind.INTERRUPTED:
                 raise PoolInterrupted(source, loads(body, None))
+            elif kind == Kind.REPORT:
+                self.guard.print_report(unless_within=_REPORT_DEDUP)
+                self.ask_reports(source)
         return got
 
     def _results(self, target: _Rank, body) -> None:

@@ -44,6 +44,11 @@ class SignalGuard:
         self.rank = rank
         self.report = report
         self.signal_name: str | None = None
+        #: called after this rank printed its report on SIGUSR1 (the pool sets it:
+        #: the other ranks are asked to print theirs)
+        self.on_report: Callable[[], None] | None = None
+        self.report_requested = False  # SIGUSR1 came: the rank's loop asks the others
+        self._last_report = -1e9
         self._saved: dict[int, Any] = {}
         self._main = threading.main_thread().ident
 
@@ -84,6 +89,22 @@ class SignalGuard:
             raise PoolInterrupted(self.rank, self.signal_name)
 
     def _on_report(self, signum: int, frame: Any) -> None:
+        self.print_report()
+        self.report_requested = True
+        if self.on_report is not None:
+            try:
+                self.on_report()
+            except Exception:  # never let a report break the run
+                pass
+
+    def print_report(self, unless_within: float = 0.0) -> None:
+        """Print this rank's thread stacks and running jobs (and, on the main rank,
+        every rank's running jobs); skipped if one was printed ``unless_within``
+        seconds ago (SIGUSR1 on ``mpiexec`` reaches every rank anyway)."""
+        now_mono = time.monotonic()
+        if now_mono - self._last_report < unless_within:
+            return
+        self._last_report = now_mono
         try:
             sys.stderr.write(f"### rank {self.rank}: thread stacks\n")
             sys.stderr.flush()
