@@ -284,7 +284,10 @@ class JobPool:
         guard = SignalGuard(self.rank, self._stall_report if self.is_main() else None)
         try:
             with guard:
-                return self._execute(return_results, guard)
+                results = self._execute(return_results, guard)
+                # A signal that came after the last turn of the loop is not swallowed.
+                guard.check()
+                return results
         except (WorkflowError, PoolInterrupted) as exc:
             exc._neuroscaffold_every_rank = True  # every rank raises it: no MPI abort
             raise
