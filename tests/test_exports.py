@@ -70,3 +70,50 @@ def test_workflow_error_is_an_exception_group_of_job_errors():
     assert isinstance(err, ExceptionGroup)
     assert err.message == "1 of 2 jobs failed"
     assert isinstance(err.exceptions[0], ValueError)
+
+
+# Names beyond shared/API.md, each documented (README, docs/pool-contract.md, or the
+# exceptions module). A new public name must be added here on purpose: nothing leaks.
+DOCUMENTED_EXTRAS = {
+    "neuroscaffold": {
+        "NeuroscaffoldError", "UnknownServiceError", "StorageError", "JobSchedulingError",
+        "InvalidStateError", "RemoteJobError", "ListenerError", "ParallelError",
+        "InternalError", "PoolInterrupted",
+    },
+    "neuroscaffold.services": {"FallbackProvider", "registered_services", "unregister_service"},
+    "neuroscaffold.services.pool": {
+        "JobRecord", "PoolStatistics", "SubmitterStatistics", "TERMINAL", "create_job_pool",
+        "submitter_name", "PoolNetwork", "PoolNode", "SchedulableNode",
+    },
+}
+
+
+@pytest.mark.parametrize("module_name", sorted(API))
+def test_nothing_beyond_the_documented_api_leaks(module_name):
+    module = importlib.import_module(module_name)
+    public = set(module.__all__)
+    allowed = set(API[module_name]) | DOCUMENTED_EXTRAS[module_name]
+    assert public - allowed == set(), f"undocumented public names in {module_name}"
+    # and no public attribute outside __all__ (modules, helpers) on the package
+    leaked = {
+        name for name in vars(module)
+        if not name.startswith("_") and name not in public
+        and not isinstance(vars(module)[name], type(importlib))
+        and name not in {"annotations"}
+    }
+    assert leaked == set(), f"public names of {module_name} missing from __all__"
+
+
+def test_pool_interrupted_is_a_keyboard_interrupt_naming_rank_and_signal():
+    import pickle
+
+    from neuroscaffold import PoolInterrupted
+    from neuroscaffold.exceptions import PoolInterrupted as same
+
+    assert PoolInterrupted is same
+    error = PoolInterrupted(2, "SIGTERM")
+    assert isinstance(error, KeyboardInterrupt)
+    assert (error.rank, error.signal_name) == (2, "SIGTERM")
+    assert str(error) == "the pool was interrupted by SIGTERM on rank 2"
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.rank, copy.signal_name, str(copy)) == (2, "SIGTERM", str(error))

@@ -9,7 +9,7 @@ install. Nothing here imports mpi4py, mpilock or the job pool until first used.
 from __future__ import annotations
 
 import importlib as _importlib
-from typing import Any
+from typing import Any as _Any
 
 from ._registry import (
     FallbackProvider,
@@ -40,7 +40,7 @@ _LAZY_EXPORTS: dict[str, tuple[str, str]] = {
 _SUBPACKAGES = frozenset({"mpi", "mpilock", "pool"})
 
 
-def _default_progress_listener() -> Any:
+def _default_progress_listener() -> _Any:
     # Looked up by name: the services sit below ``progress`` and never import it.
     return _importlib.import_module("neuroscaffold.progress").default_listener
 
@@ -64,7 +64,7 @@ def _register_builtins() -> None:
 _register_builtins()
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name in _LAZY_EXPORTS:
         module_name, attr = _LAZY_EXPORTS[name]
         value = getattr(_importlib.import_module(module_name), attr)

@@ -212,3 +212,12 @@ def test_jobs_queued_behind_a_stuck_worker_run_elsewhere(ranks):
     stuck_rank = _check_stall_report(result, size, values)
     assert stuck_rank != 0
     assert values[(0, "others ended first")] == "True"
+
+
+@pytest.mark.parametrize("ranks, target", [(2, "last"), (3, "last"), (3, "main")], ids=["n2-last", "n3-last", "n3-main"])
+def test_sigusr1_on_one_rank_prints_every_ranks_report(ranks, target):
+    # kill -USR1 of one rank (not mpiexec): that rank asks the others for theirs.
+    result, size, values = launch(
+        "stall_workers", ranks, target, extra_keys=("log names it", "others ended first", "stuck rank")
+    )
+    _check_stall_report(result, size, values)

@@ -6,7 +6,7 @@
     ────────────────────────                         ───────────────────────────────────
     ledger.ready ──take──▶ cheap job? ──run_job inline (events at once)
                       └──▶ slow job ──batches──────▶ run_job ──records──▶ done deque
-                      └──▶ BATCH ──▶ rank r          (Started, Ended, Dropped, Unsent, Died)
+                      └──▶ BATCH ──▶ rank r          (Started, (job, outcome), Dropped, Unsent, Died)
     inbox ◀── STARTED / RESULTS / DROPPED / ... ── rank r
     ledger.start / finish ◀── records and results, always in the main thread
 
@@ -36,6 +36,8 @@ from typing import Any, Hashable, NamedTuple
 from ..._backoff import Backoff
 from ...exceptions import JobPoolError, PoolInterrupted
 from ._protocol import (
+    SCALARS,
+    TAG_DUMP,
     TAG_TO_MAIN,
     TAG_TO_WORKER,
     Kind,
@@ -60,11 +62,19 @@ _MIN_AHEAD = 2
 _INLINE_SECONDS = 0.001  # jobs known to be cheaper than this run in the dispatcher itself
 _INLINE_ALL_SECONDS = 0.0002  # when all ready work is below this, skip the round trips
 _DISPATCH_WAIT_MAX = 0.005  # the longest nap of a dispatcher idle for long (~100 ms)
+_REPORT_DEDUP = 2.0  # seconds: a rank that just printed its report does not repeat it
+_SERIAL_BATCH = 64  # serially, jobs taken from the ledger at a time
 _MAX_FUNCTIONS = 1024  # function tables (per pool, per worker) are reset past this
 _STALL_CHECK_EVERY = 0.25  # seconds between two looks for overrunning jobs
 _OVERRUN_FACTOR = 20  # a job overran when it ran this many times its function's mean
 _OVERRUN_MIN = 2.0  # ... and at least this long (s)
 _OVERRUN_MAX = 60.0  # a job running this long has overrun, whatever its siblings do
+
+
+def MPI_BYTE():
+    from mpi4py import MPI
+
+    return MPI.BYTE
 
 
 def duplicate(comm):
@@ -122,8 +132,12 @@ class TravelCheck:
                 self.checked[fn] = cause
             except TypeError:  # an unhashable callable: check it every time
                 cause = pickling_error(fn, network)
-            if cause is None and job._args:
-                cause = pickling_error(job._args, network)
+            args = job._args
+            if cause is None and args:
+                for item in args:  # the common case, inline: a few plain values
+                    if item.__class__ not in SCALARS:
+                        cause = pickling_error(args, network)
+                        break
             if cause is None and job._kwargs:
                 cause = pickling_error(job._kwargs, network)
         except Exception as exc:  # never let a check kill the thread running jobs
@@ -131,18 +145,18 @@ class TravelCheck:
         return None if cause is None else unsent_error(job, cause)
 
 
-def run_here(pool, job, travel: TravelCheck) -> float | None:
+def run_here(ledger, job, travel: TravelCheck) -> float | None:
     """Run a QUEUED ``job`` in this thread with its events; returns its run time
     (None if it did not run: no longer QUEUED, or it could not travel)."""
     if job.status is not _QUEUED:
         return None
     error = travel.error(job)
     if error is not None:
-        pool._fail_job_unsent(job, error)
+        ledger.unsent(job, error)
         return None
-    pool._start(job, 0, time.time())  # listeners hear RUNNING before it runs
-    ok, value, t0, t1 = run_job(job._fn, job._args, job._kwargs, pool.network, job.id)
-    pool._finish(job, ok, value, 0, t0, t1)
+    ledger.started(job, 0, time.time())  # listeners hear RUNNING before it runs
+    ok, value, t0, t1 = run_job(job._fn, job._args, job._kwargs, travel.network, job.id)
+    ledger.finished(job, ok, value, 0, t0, t1)
     return t1 - t0
 
 
@@ -155,21 +169,27 @@ def serial_execute(pool, guard) -> None:
         # Pings must come while a long job runs: run jobs beside the main thread.
         main_execute(pool, guard)
         return
-    ready = pool._ready
-    wake = pool._wake
+    ledger = pool._ledger
+    take_ready = ledger.take_ready
+    wake = ledger.wake
     travel = TravelCheck(pool.network)
-    pool._drain_incoming()
+    ledger.drain_incoming()
     while True:
         if guard.signal_name is not None:
             guard.check()
-        if pool._incoming:
-            pool._drain_incoming()
-        if ready:
-            run_here(pool, ready.popleft(), travel)
+        if ledger.has_incoming():
+            ledger.drain_incoming()
+        jobs = take_ready(_SERIAL_BATCH)
+        if jobs:
+            for job in jobs:
+                if ledger.drain_requested:  # fail_fast: the rest of the batch never runs
+                    ledger.dropped(job)
+                else:
+                    run_here(ledger, job, travel)
             continue
-        if pool._incoming or pool._scheduling():
+        if ledger.has_incoming() or pool._scheduling():
             wake.clear()
-            if not pool._incoming and pool._scheduling():
+            if not ledger.has_incoming() and pool._scheduling():
                 wake.wait(0.05)
             continue
         return
@@ -206,9 +226,8 @@ class _Started(NamedTuple):
     t0: float
 
 
-class _Ended(NamedTuple):
-    job: Any
-    outcome: tuple  # (ok, value, t0, t1): see _run.Outcome
+# An ended job is reported as a plain ``(job, (ok, value, t0, t1))`` pair, the one
+# record made for every job: a named record would cost more than a trivial job.
 
 
 class _Dropped(NamedTuple):
@@ -286,7 +305,7 @@ class _LocalExecutor(_Rank):
                     outcome = run_job(job._fn, job._args, job._kwargs, network, job_id)
                 except KeyboardInterrupt as exc:  # not delivered to this thread; be safe
                     outcome = (False, JobPoolError(f"the job raised {exc!r}"), t0, time.time())
-                done.append(_Ended(job, outcome))
+                done.append((job, outcome))
             self.wake.set()
 
     def stop(self, wait: bool) -> None:
@@ -299,6 +318,7 @@ class _LocalExecutor(_Rank):
 class _Dispatcher:
     def __init__(self, pool, guard):
         self.pool = pool
+        self.ledger = pool._ledger
         self.guard = guard
         self.network = pool.network
         self.comm = pool._comm
@@ -314,12 +334,10 @@ class _Dispatcher:
         self.fn_ids: dict = {}  # function key -> (id, function)
         self.next_fn_id = 0
         self.next_batch = 0
-        self.freed: list = []
         self.mean = None  # measured seconds per job
         self.fn_cost: dict = {}  # measured seconds per job, per cost_key(function)
         self.next_stall_check = 0.0
-        pool._on_cache_freed = self.freed.append
-        pool._on_fail_fast = self.drain
+        self.drained = False
 
     # Measured job durations decide the batch size and how far ahead each rank is fed,
     # and (per function) whether the main rank runs a job inline or in its thread.
@@ -333,31 +351,36 @@ class _Dispatcher:
 
     def run(self) -> None:
         pool = self.pool
+        ledger = self.ledger
         guard = self.guard
         listeners = pool._listeners
         local = self.local
         backoff = Backoff(tmax=_DISPATCH_WAIT_MAX)
-        pool._drain_incoming()
+        ledger.drain_incoming()
         while True:
             if guard.signal_name is not None:
                 guard.check()
-            busy = pool._drain_incoming()
+            if guard.report_requested:
+                self.ask_reports(source=0)
+            busy = ledger.drain_incoming()
             if self.inbox is not None:
                 busy |= self.receive()
             if local is not None and local.done:
                 busy |= self.collect_local()
-            if pool._cancel_sent:
+            if ledger.drain_requested and not self.drained:
+                self.drain()
+            if ledger.has_cancels():
                 self.forward_cancels()
-            if self.freed:
+            if ledger.freed:
                 self.free_caches()
-            if pool._ready:
+            if ledger.ready_count():
                 busy |= self.dispatch()
             if self.outbox is not None:
                 self.outbox.prune()
             if self.finished():
                 return
             limit = _ping(pool) if listeners.waits else None
-            if pool._running:
+            if ledger.running:
                 self.look_for_stalls()
             if busy:
                 backoff.reset()
@@ -371,11 +394,11 @@ class _Dispatcher:
                 backoff.sleep(limit)
 
     def finished(self) -> bool:
-        pool = self.pool
+        ledger = self.ledger
         return (
-            pool._unfinished == 0
-            and not pool._incoming
-            and not pool._scheduling()
+            ledger.unfinished == 0
+            and not ledger.has_incoming()
+            and not self.pool._scheduling()
             and all(not target.jobs for target in self.targets)
         )
 
@@ -388,40 +411,43 @@ class _Dispatcher:
         else:
             batch_size = max(1, min(_MAX_BATCH, int(_BATCH_SECONDS / mean)))
             ahead = max(_MIN_AHEAD, min(_MAX_AHEAD, int(_AHEAD_SECONDS / mean)))
-        ready = self.pool._ready
+        ledger = self.ledger
         local = self.local
         fn_cost = self.fn_cost
+        count = ledger.ready_count()
+        head = ledger.peek_ready()
         # A few cheap jobs are done here sooner than a round trip to a sleeping rank.
         if (
             local is not None
             and mean is not None
-            and len(ready) * mean < _INLINE_ALL_SECONDS
-            and fn_cost.get(cost_key(ready[0]._fn), _INLINE_SECONDS) < _INLINE_SECONDS
-            and self.run_inline(len(ready))
+            and count * mean < _INLINE_ALL_SECONDS
+            and fn_cost.get(cost_key(head._fn), _INLINE_SECONDS) < _INLINE_SECONDS
+            and self.run_inline(count)
         ):
             return True
         # Feed each rank up to ``ahead``, but no more than its fair share of what is
         # ready now, so a small burst is spread over every rank, the main one included.
-        share = -(-len(ready) // (len(self.ranks) + (local is not None)))
+        share = -(-count // (len(self.ranks) + (local is not None)))
         sent = False
         for target in sorted(self.ranks, key=lambda t: len(t.jobs)):
             if target.stalled_on is not None and target.stalled_on in target.jobs:
                 continue  # it runs an overrunning job: feed the others
             target.stalled_on = None
             limit = min(ahead, len(target.jobs) + share)
-            while ready and len(target.jobs) < limit:
-                jobs = self._take(min(batch_size, limit - len(target.jobs)))
+            while len(target.jobs) < limit:
+                jobs = ledger.take_ready(min(batch_size, limit - len(target.jobs)))
                 if not jobs:
                     break
                 self.send_batch(target, jobs)
                 sent = True
-        if local is not None and ready:
+        head = ledger.peek_ready()
+        if local is not None and head is not None:
             if local.stalled_on is not None and local.stalled_on not in local.jobs:
                 local.stalled_on = None
-            if fn_cost.get(cost_key(ready[0]._fn), _INLINE_SECONDS) < _INLINE_SECONDS:
+            if fn_cost.get(cost_key(head._fn), _INLINE_SECONDS) < _INLINE_SECONDS:
                 sent |= self.run_inline(min(batch_size, share))
             elif local.stalled_on is None and len(local.jobs) < ahead:
-                jobs = self._take(min(batch_size, ahead - len(local.jobs), share))
+                jobs = ledger.take_ready(min(batch_size, ahead - len(local.jobs), share))
                 if jobs:
                     owned = local.jobs
                     for job in jobs:
@@ -431,33 +457,24 @@ class _Dispatcher:
                     sent = True
         return sent
 
-    def _take(self, count: int) -> list:
-        ready = self.pool._ready
-        jobs = []
-        while ready and len(jobs) < count:
-            job = ready.popleft()
-            if job.status is _QUEUED:
-                jobs.append(job)
-        return jobs
-
     def run_inline(self, count: int) -> bool:
         """Run up to ``count`` cheap ready jobs in this thread (they cost less than a
         hand-off to the executor thread); stops early when a job turns out slow."""
-        pool = self.pool
-        ready = pool._ready
+        ledger = self.ledger
+        next_ready = ledger.next_ready
         fn_cost = self.fn_cost
         travel = self.travel
         ran = 0
         start = time.perf_counter()
-        while ready and ran < count:
-            job = ready.popleft()
-            if job.status is not _QUEUED:
-                continue
+        while ran < count:
+            job = next_ready()
+            if job is None:
+                break
             key = cost_key(job._fn)
             if fn_cost.get(key, _INLINE_SECONDS) >= _INLINE_SECONDS:
-                ready.appendleft(job)  # not known to be cheap: leave it to the others
+                ledger.put_back((job,))  # not known to be cheap: leave it to the others
                 break
-            seconds = run_here(pool, job, travel)
+            seconds = run_here(ledger, job, travel)
             if seconds is None:
                 continue
             ran += 1
@@ -525,7 +542,7 @@ class _Dispatcher:
             try:
                 dumps((fns.get(fn_id), task), self.network)
             except Exception as exc:
-                self.pool._fail_job_unsent(job, unsent_error(job, exc))
+                self.ledger.unsent(job, unsent_error(job, exc))
                 continue
             keep_jobs.append(job)
             keep_tasks.append(task)
@@ -536,13 +553,15 @@ class _Dispatcher:
         return keep_jobs, [(i, f) for i, f in new_fns if i in needed], keep_tasks
 
     def free_caches(self) -> None:
-        body = encode(Kind.FREE, 0, plain(list(self.freed)))
-        self.freed.clear()
+        freed = self.ledger.freed
+        body = encode(Kind.FREE, 0, plain(list(freed)))
+        freed.clear()
         for target in self.ranks:
             self.outbox.send(target.rank, body)
 
     def drain(self) -> None:
         """fail_fast: every rank drops the jobs it has not started."""
+        self.drained = True
         if self.local is not None:
             self.local.draining = True
         for target in self.ranks:
@@ -554,18 +573,26 @@ class _Dispatcher:
         They become CANCELLED only when the rank answers that it dropped them; a job
         that had already started runs to its end and keeps its real outcome.
         """
-        pool = self.pool
         by_rank: dict[int, list[int]] = {}
-        for job in pool._cancel_sent:
+        for job in self.ledger.take_cancels():
             if job.status is _QUEUED and job._waiting < 0:
                 by_rank.setdefault(-1 - job._waiting, []).append(job.id)
-        pool._cancel_sent.clear()
         for rank, ids in by_rank.items():
             if rank == 0:
                 if self.local is not None:
                     self.local.cancelled.update(ids)
             else:
                 self.outbox.send(rank, encode(Kind.CANCEL, 0, plain(ids)))
+
+    def ask_reports(self, source: int) -> None:
+        """SIGUSR1 reached ``source``: every other rank prints its report too."""
+        self.guard.report_requested = False
+        if self.outbox is None:
+            return
+        for target in self.ranks:
+            if target.rank != source:
+                # A message of its own tag: the worker's report thread takes it mid-job.
+                self.comm.Isend([b"", 0, MPI_BYTE()], target.rank, TAG_DUMP).Free()
 
     def look_for_stalls(self) -> None:
         """Take back the unstarted jobs of a rank whose current job overran, so that
@@ -574,7 +601,6 @@ class _Dispatcher:
         if now < self.next_stall_check:
             return
         self.next_stall_check = now + _STALL_CHECK_EVERY
-        ready = self.pool._ready
         for target in self.targets:
             if len(target.jobs) < 2 or target.stalled_on is not None:
                 continue
@@ -594,7 +620,7 @@ class _Dispatcher:
                 del target.jobs[job.id]
                 job._waiting = 0
                 ids.append(job.id)
-            ready.extendleft(reversed(taken))
+            self.ledger.put_back(taken)
             if target is self.local:
                 self.local.recalled.update(ids)
             else:
@@ -603,8 +629,8 @@ class _Dispatcher:
     # --- receiving outcomes ---------------------------------------------------------
 
     def receive(self) -> bool:
-        pool = self.pool
-        jobs = pool._jobs
+        ledger = self.ledger
+        jobs = ledger.jobs
         got = False
         while (incoming := self.inbox.poll()) is not None:
             got = True
@@ -616,12 +642,12 @@ class _Dispatcher:
             elif kind == Kind.STARTED:
                 job = jobs[number]
                 if job._waiting == -1 - source:
-                    pool._start(job, source, loads(body, None))
+                    ledger.started(job, source, loads(body, None))
             elif kind == Kind.DROPPED:
                 for job_id in loads(body, None):
                     job = target.jobs.pop(job_id, None)
                     if job is not None:
-                        self._cancel_dropped(job)
+                        ledger.dropped(job)
             elif kind == Kind.BATCH_FAILED:
                 ids, packed = loads(body, None)
                 error = unpack_error(packed, self.network)
@@ -634,17 +660,20 @@ class _Dispatcher:
                         f"{type(error).__name__}: {error}"
                     )
                     failure.__cause__ = error
-                    pool._fail_job_unsent(job, failure)
+                    ledger.unsent(job, failure)
             elif kind == Kind.WORKER_FAILED:
                 text = loads(body, None)
                 raise JobPoolError(f"rank {source} failed outside its jobs and left the pool: {text}")
             elif kind == Kind.INTERRUPTED:
                 raise PoolInterrupted(source, loads(body, None))
+            elif kind == Kind.REPORT:
+                self.guard.print_report(unless_within=_REPORT_DEDUP)
+                self.ask_reports(source)
         return got
 
     def _results(self, target: _Rank, body) -> None:
-        pool = self.pool
-        jobs = pool._jobs
+        ledger = self.ledger
+        jobs = ledger.jobs
         meta_blob, values_blob = split(body)
         meta = loads(meta_blob, None)
         try:
@@ -667,14 +696,14 @@ class _Dispatcher:
             if owned.pop(job_id, None) is None:
                 continue  # taken back (run elsewhere) or cancelled meanwhile
             if ok:
-                pool._finish(jobs[job_id], True, value, rank, t0, t1)
+                ledger.finished(jobs[job_id], True, value, rank, t0, t1)
             elif ok is None:
-                pool._finish(jobs[job_id], False, error, rank, t0, t1)
+                ledger.finished(jobs[job_id], False, error, rank, t0, t1)
             else:
-                pool._finish(jobs[job_id], False, unpack_error(value, network), rank, t0, t1)
+                ledger.finished(jobs[job_id], False, unpack_error(value, network), rank, t0, t1)
 
     def collect_local(self) -> bool:
-        pool = self.pool
+        ledger = self.ledger
         local = self.local
         done = local.done
         owned = local.jobs
@@ -683,7 +712,7 @@ class _Dispatcher:
         while done:
             item = done.popleft()
             cls = item.__class__
-            if cls is _Ended:
+            if cls is tuple:  # (job, outcome): ended
                 job, (ok, value, t0, t1) = item
                 if owned.pop(job.id, None) is None:
                     continue
@@ -692,16 +721,16 @@ class _Dispatcher:
                     first_t0 = t0
                     fn = job._fn
                 last_t1 = t1
-                pool._finish(job, ok, value, 0, t0, t1)
+                ledger.finished(job, ok, value, 0, t0, t1)
             elif cls is _Started:
                 if item.job.id in owned:
-                    pool._start(item.job, 0, item.t0)
+                    ledger.started(item.job, 0, item.t0)
             elif cls is _Dropped:
                 if owned.pop(item.job.id, None) is not None:
-                    self._cancel_dropped(item.job)
+                    ledger.dropped(item.job)
             elif cls is _Unsent:
                 if owned.pop(item.job.id, None) is not None:
-                    pool._fail_job_unsent(item.job, item.error)
+                    ledger.unsent(item.job, item.error)
             else:
                 error = JobPoolError(
                     f"the main rank's job thread failed: {type(item.error).__name__}: {item.error}"
@@ -710,18 +739,6 @@ class _Dispatcher:
         if count:
             self._learn(last_t1 - first_t0, count, fn)
         return True
-
-    def _cancel_dropped(self, job) -> None:
-        pool = self.pool
-        if job.status is _QUEUED:
-            reason = pool._cancel_reasons.pop(job.id, None)
-            if reason is not None:
-                error = pool._cancel_error(job, reason[0])
-            else:
-                error = pool._fail_fast_error(job)
-            pool._cancel_one(job, error, pool._listeners.active)
-            if job._dependents is not None:
-                pool._cancel_dependents(job, job)
 
     def close(self, summary, clean: bool) -> None:
         if self.comm is not None:
@@ -734,18 +751,15 @@ class _Dispatcher:
 def main_execute(pool, guard) -> None:
     """Feed every rank until each job ended, then release the other ranks."""
     dispatcher = _Dispatcher(pool, guard)
+    ledger = pool._ledger
     try:
         dispatcher.run()
     except BaseException as exc:
-        pool._break_for(exc)
-        dispatcher.close(pool._summary(), clean=False)
+        ledger.broken(exc)
+        dispatcher.close(ledger.summary(), clean=False)
         raise
     else:
-        dispatcher.close(pool._summary(), clean=True)
-    finally:
-        # The hooks point back at the dispatcher: drop them so nothing keeps the pool
-        # (and its jobs) alive in a reference cycle.
-        del pool._on_cache_freed, pool._on_fail_fast
+        dispatcher.close(ledger.summary(), clean=True)
 
 
 def stop_workers(pool, summary: Summary, outbox: Outbox | None = None) -> None:

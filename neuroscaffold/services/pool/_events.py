@@ -83,6 +83,11 @@ class _Listeners:
         self.active = False  # any listener of job events: the hot path checks only this
         self.waits = False  # any listener with a max_wait (needs pings)
         self._job_items: list[_Listener] = []
+        self.make_event: Callable[..., PoolProgress] | None = None  # set by the pool
+
+    def job(self, reason: PoolProgressReason, job: Any, old: JobStatus | None) -> bool:
+        """The ledger's notifier: deliver a job event (``make_event`` builds it)."""
+        return self.emit(self.make_event(reason, job, old))
 
     def add(self, fn: Callable, max_wait: float | None, missed: list[PoolProgress]) -> None:
         item = _Listener(fn, max_wait)

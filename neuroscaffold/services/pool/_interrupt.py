@@ -8,8 +8,12 @@ the pool's state is consistent. The rank that got it then tells the others (see
 ``_protocol``: INTERRUPTED to the main rank, STOP with the interrupt to the workers),
 so every rank leaves ``execute()`` with :class:`PoolInterrupted` within a few seconds.
 
-SIGUSR1 prints this rank's running jobs and, through :mod:`faulthandler` (which works
-even while a job holds the interpreter in C code), the Python stack of every thread.
+SIGUSR1 prints the Python stack of every thread (:mod:`faulthandler`) and this rank's
+running jobs. The dump is made from the Python-level handler, in the main thread with
+the interpreter lock held, so that no thread moves while its stack is read (dumping
+from the C-level handler, as ``faulthandler.register`` does, crashed one run in ten
+here while other threads ran). A job stuck in C code delays the report until it
+returns to Python.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import time
 from typing import Any, Callable
 
 from ...exceptions import PoolInterrupted
-from ._run import running_here, running_jobs
+from ._run import in_job, running_jobs
 
 __all__ = ["SignalGuard"]
 
@@ -40,9 +44,13 @@ class SignalGuard:
         self.rank = rank
         self.report = report
         self.signal_name: str | None = None
+        #: called after this rank printed its report on SIGUSR1 (the pool sets it:
+        #: the other ranks are asked to print theirs)
+        self.on_report: Callable[[], None] | None = None
+        self.report_requested = False  # SIGUSR1 came: the rank's loop asks the others
+        self._last_report = -1e9
         self._saved: dict[int, Any] = {}
         self._main = threading.main_thread().ident
-        self._faulthandler = False
 
     def __enter__(self) -> "SignalGuard":
         if threading.get_ident() != self._main:
@@ -53,18 +61,9 @@ class SignalGuard:
         usr1 = getattr(signal, "SIGUSR1", None)
         if usr1 is not None:
             self._saved[usr1] = signal.signal(usr1, self._on_report)
-            try:
-                # C-level: dumps every thread's stack even while a job is stuck in C.
-                faulthandler.register(usr1, file=sys.stderr, all_threads=True, chain=True)
-                self._faulthandler = True
-            except (RuntimeError, ValueError, OSError, AttributeError):
-                pass
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._faulthandler:
-            faulthandler.unregister(signal.SIGUSR1)
-            self._faulthandler = False
         for signum, previous in self._saved.items():
             try:
                 signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
@@ -85,11 +84,33 @@ class SignalGuard:
         first = self.signal_name is None
         if first:
             self.signal_name = signal.Signals(signum).name
-        if self._main in running_here:
+        if in_job(frame):
             # A job runs in this (main) thread: interrupt it, as Ctrl-C would.
             raise PoolInterrupted(self.rank, self.signal_name)
 
     def _on_report(self, signum: int, frame: Any) -> None:
+        self.print_report()
+        self.report_requested = True
+        if self.on_report is not None:
+            try:
+                self.on_report()
+            except Exception:  # never let a report break the run
+                pass
+
+    def print_report(self, unless_within: float = 0.0) -> None:
+        """Print this rank's thread stacks and running jobs (and, on the main rank,
+        every rank's running jobs); skipped if one was printed ``unless_within``
+        seconds ago (SIGUSR1 on ``mpiexec`` reaches every rank anyway)."""
+        now_mono = time.monotonic()
+        if now_mono - self._last_report < unless_within:
+            return
+        self._last_report = now_mono
+        try:
+            sys.stderr.write(f"### rank {self.rank}: thread stacks\n")
+            sys.stderr.flush()
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        except (OSError, ValueError, RuntimeError, AttributeError):
+            pass  # no usable stderr: the lines below still try
         lines = [f"### rank {self.rank}: stall report (thread stacks above)"]
         now = time.time()
         here = list(running_jobs().items())

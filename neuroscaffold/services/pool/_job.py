@@ -11,8 +11,8 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from ...exceptions import InvalidStateError, JobPoolError
-from ._status import _TRANSITIONS, JobStatus
+from ...exceptions import JobPoolError
+from ._status import JobStatus
 
 if TYPE_CHECKING:
     from ._pool import JobPool
@@ -107,7 +107,7 @@ class Job:
 
     def done(self) -> bool:
         """Whether the job has ended (succeeded, failed, cancelled or aborted)."""
-        return not _TRANSITIONS[self.status]
+        return not self.status._next  # no transition out: it ended (see _status)
 
     def cancel(self, reason: str | None = None) -> bool:
         """Cancel the job and, transitively, every job that depends on it.
@@ -128,16 +128,9 @@ class Job:
             )
             return False
         pool = self._pool()
-        if pool is None or pool._closed:
+        if pool is None:
             raise JobPoolError(f"cannot cancel job {self.name!r}: its pool is closed")
-        return pool._cancel_job(self, reason)
-
-    def _transition(self, new: JobStatus) -> JobStatus:
-        old = self.status
-        if new not in _TRANSITIONS[old]:
-            raise InvalidStateError(f"{self.name}: {old.value} -> {new.value}")
-        self.status = new
-        return old
+        return pool._cancel(self, reason)
 
     def __repr__(self) -> str:
         return f"<Job {self.name!r} {self.status.value}>"

@@ -1,17 +1,28 @@
-"""The pool's ledger: job states, dependencies, events and counts, on the main rank.
+"""The pool's ledger: every job, its state, its dependencies and the counts, on the main
+rank. A :class:`Ledger` is a collaborator the :class:`JobPool` holds (composition, not a
+mixin): it owns its state, and nothing else reads or writes it but through the methods
+below.
 
-Every job state change happens here, in the pool's main thread: registration (with
-dependency groups), start and end of a job, the cascade of cancellations after a
-failure, fail-fast and breaking the pool. :class:`JobPool` inherits it and owns the
-state it works on (set up in ``JobPool.__init__``).
+Who calls what::
+
+    JobPool.queue ──add()──▶ Ledger ◀──next_ready()/take_ready()── dispatcher
+    other threads ──push()─▶ incoming ──drain_incoming()──▶ (main thread)
+    dispatcher ──started() / finished() / unsent() / dropped()──▶ job states, events
+    pool, dispatcher ──broken(reason)──▶ every unfinished job ABORTED
+    Ledger ──Notifier.job(reason, job, old)──▶ listeners      (events, main thread)
+    Ledger ──freed / drain_requested / pending cancels──▶ dispatcher (polled, no hooks)
+
+Every job status write goes through :meth:`Ledger._move`, which checks the transition
+table of ``_status``. All methods but :meth:`push`, :meth:`add` and the read-only
+properties run in the pool's main thread only.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
-from typing import Any, Sequence
+from threading import get_ident
+from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 from ...exceptions import (
     InvalidStateError,
@@ -21,10 +32,9 @@ from ...exceptions import (
     WorkflowError,
 )
 from . import _cache
-from ._events import PoolProgress
 from ._job import Job, _DepGroup
 from ._protocol import Summary
-from ._status import _POOL_TRANSITIONS, JobStatus, PoolProgressReason, PoolStatus
+from ._status import JobStatus, PoolProgressReason
 
 _PENDING = JobStatus.PENDING
 _QUEUED = JobStatus.QUEUED
@@ -35,103 +45,243 @@ _CANCELLED = JobStatus.CANCELLED
 _ABORTED = JobStatus.ABORTED
 _JOB_ADDED = PoolProgressReason.JOB_ADDED
 _JOB_CHANGE = PoolProgressReason.JOB_STATUS_CHANGE
-_POOL_CHANGE = PoolProgressReason.POOL_STATUS_CHANGE
 _GROUP_THRESHOLD = 8  # dependency lists at least this long are shared as one group
 
 
-class _Ledger:
-    """Bookkeeping methods of :class:`JobPool` (main rank, main thread only)."""
+class Notifier(Protocol):
+    """Where the ledger's job events go (the pool's listeners)."""
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise JobPoolError("cannot submit jobs to a closed pool")
-        if self._execute_ended:
-            raise JobPoolError("cannot submit jobs after the pool was executed")
+    active: bool  #: whether anyone listens to job events (the hot path checks only this)
 
-    def _set_pool_status(self, status: PoolStatus) -> None:
-        if status not in _POOL_TRANSITIONS[self._status]:
-            raise InvalidStateError(f"pool: {self._status.value} -> {status.value}")
-        self._status = status
-        self._emit_pool_status(status)
+    def job(self, reason: PoolProgressReason, job: Job, old: JobStatus | None) -> bool:
+        """Deliver a job event; returns whether a listener handled it."""
+        ...
 
-    def _event(self, reason, job=None, old=None, status=None, now=None) -> PoolProgress:
-        return PoolProgress(
-            reason,
-            self._status if status is None else status,
-            self._jobs,
-            self.workflow,
-            job,
-            old,
-            time.time() if now is None else now,
-            self,
-        )
 
-    def _emit_pool_status(self, status) -> None:
-        if self._listeners.any:
-            self._listeners.emit(self._event(_POOL_CHANGE))
+# What other threads hand to the main thread, in order (``push``/``drain_incoming``).
+class NewJob(NamedTuple):
+    job: Job
 
-    def _missed_events(self) -> list[PoolProgress]:
-        """The stream so far, rebuilt from the pool's state, for a listener added late."""
-        if not self._entered:
-            return []
-        now = time.time()
-        waiting = {id(job) for job in self._incoming_jobs()}
-        scheduling = PoolStatus.SCHEDULING
-        events = [self._event(_POOL_CHANGE, status=scheduling, now=now)]
-        for job in list(self._jobs):
-            if id(job) in waiting:
-                continue
-            events.append(self._event(_JOB_ADDED, job, status=scheduling, now=now))
-            if job.status is not _PENDING:
-                events.append(self._event(_JOB_CHANGE, job, _PENDING, now=now))
-        if self._status is not scheduling:
-            events.append(self._event(_POOL_CHANGE, now=now))
-        return events
 
-    def _emit_job(self, reason, job: Job, old) -> bool:
-        return self._listeners.emit(
-            PoolProgress(reason, self._status, self._jobs, self.workflow, job, old, time.time(), self)
-        )
+class CancelRequest(NamedTuple):
+    job: Job
+    reason: str | None
 
-    def _drain_incoming(self) -> bool:
+
+class Hold(NamedTuple):
+    node: Any  # a node is being scheduled: its pool_cache must not be freed yet
+
+
+class Release(NamedTuple):
+    node: Any  # its scheduler returned
+
+
+class Ledger:
+    """Jobs, their states and dependencies, and the counts progress reads (main rank).
+
+    Args:
+        notifier: receives the job events.
+        fail_fast: cancel everything not started after the first unhandled failure.
+        cache: this rank's ``pool_cache`` store, freed per node as its jobs end.
+        pool_ref: the (weak) reference to the pool that jobs keep.
+    """
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        fail_fast: bool,
+        cache: _cache._CacheStore,
+        pool_ref: Callable[[], Any],
+    ):
+        self._notifier = notifier
+        self._fail_fast_on = fail_fast
+        self._cache = cache
+        self._pool_ref = pool_ref
+        self.main_thread = threading.get_ident()
+        self.lock = threading.Lock()  # job creation and the incoming queue, across threads
+        self.wake = threading.Event()  # set when something is pushed
+        self.jobs: list[Job] = []
+        self.executing = False  # frees pool_cache values only while executing
+        self._incoming: deque = deque()
+        self._ready: deque[Job] = deque()
+        self._submissions: dict[int, list[Job]] = {}
+        self._submission_views: dict[int, tuple[Job, ...]] = {}
+        self._function_views: dict[int, tuple[int, Any, tuple[Job, ...]]] = {}
+        self._submitters: dict[int, Any] = {}
+        self._unfinished_by_submitter: dict[int, int] = {}
+        self._done_by_submitter: dict[int, int] = {}
+        self._groups: dict[int, tuple[Sequence, _DepGroup, int]] = {}
+        # Counts, kept so that statistics never scan the jobs.
+        self.unfinished = 0
+        self.registered = 0
+        self.cancelled = 0
+        self.aborted = 0
+        self.busy = 0.0
+        self.ran = 0
+        self.running: dict[int, Job] = {}  # started, not ended, in start order
+        self.failures: list[Job] = []
+        # How the run goes.
+        self.failed_fast: Job | None = None
+        self.broken_reason: str | None = None
+        self.interrupted: tuple[int | None, str] | None = None
+        self.scheduling_errors: list[BaseException] = []
+        # What the dispatcher polls (instead of hooks patched onto the pool).
+        self.freed: list = []  # node keys whose pool_cache the other ranks must free
+        self.drain_requested = False  # fail_fast: ranks drop the jobs they hold
+        self._cancel_sent: list[Job] = []  # cancelled after being sent
+        self._cancel_reasons: dict[int, tuple] = {}
+
+    # --- submission (any thread) ----------------------------------------------------
+
+    def add(self, fn, args, kwargs, context, submitter, deps, register: bool) -> Job:
+        """Create a job; register it now (main thread) or hand it to the main thread."""
+        with self.lock:
+            jobs = self.jobs
+            job = Job(self._pool_ref, len(jobs), fn, args, kwargs, context, submitter, deps)
+            jobs.append(job)
+            if submitter is not None:
+                key = id(submitter)
+                self._submitters[key] = submitter
+                self._submissions.setdefault(key, []).append(job)
+                self._submission_views.pop(key, None)
+            if register and (self._incoming or get_ident() != self.main_thread):
+                # In the same critical section as the job list: a listed job is
+                # registered or in the incoming queue, never in between (issue 6).
+                self._incoming.append(NewJob(job))
+                self.wake.set()
+                return job
+        if register:
+            self._register(job)
+        return job
+
+    def push(self, item: tuple) -> None:
+        """Hand ``item`` (a :class:`CancelRequest`, :class:`Hold`, :class:`Release`)
+        to the main thread."""
+        with self.lock:
+            self._incoming.append(item)
+        self.wake.set()
+
+    def has_incoming(self) -> bool:
+        return bool(self._incoming)
+
+    def incoming_jobs(self) -> list[Job]:
+        """Jobs created but not registered yet (a snapshot, under the lock)."""
+        with self.lock:
+            items = list(self._incoming)
+        return [item.job for item in items if item.__class__ is NewJob]
+
+    def submissions_of(self, submitter: Any) -> tuple[Job, ...]:
+        """The jobs ``submitter`` queued (a function: the jobs of that function that
+        named no other submitter), in order; the same tuple until more are queued."""
+        key = id(submitter)
+        with self.lock:
+            view = self._submission_views.get(key)
+            if view is None and key in self._submissions:
+                view = tuple(self._submissions[key])
+                self._submission_views[key] = view
+            if view is not None:
+                return view
+            count = len(self.jobs)
+            cached = self._function_views.get(key)
+            if cached is not None and cached[0] == count and cached[1] is submitter:
+                return cached[2]
+            view = tuple(job for job in self.jobs if job._submitter is None and job._fn is submitter)
+            self._function_views[key] = (count, submitter, view)
+            return view
+
+    def submitter_counts(self) -> list[tuple[Any, int, int]]:
+        """``(submitter, submitted, ended)`` per submitter, in order of first submission."""
+        done = self._done_by_submitter.copy()
+        with self.lock:
+            return [
+                (self._submitters[key], len(jobs), done.get(key, 0))
+                for key, jobs in list(self._submissions.items())
+            ]
+
+    def required_submitters(self) -> list[Any]:
+        """Submitters with unfinished jobs (their ``pool_cache`` is still needed)."""
+        return [self._submitters[key] for key, count in self._unfinished_by_submitter.items() if count > 0]
+
+    # --- the main thread ----------------------------------------------------------------
+
+    def drain_incoming(self) -> bool:
+        """Take in what other threads pushed; returns whether there was anything."""
         incoming = self._incoming
         if not incoming:
             return False
         while incoming:
             item = incoming.popleft()
-            kind = item[0]
-            if kind == "job":
-                self._register(item[1])
-            elif kind == "cancel":
-                if item[1].status in (_PENDING, _QUEUED):
-                    self._cancel_job(item[1], item[2])
-            elif kind == "hold":
-                key = id(item[1])
-                self._submitters[key] = item[1]
+            cls = item.__class__
+            if cls is NewJob:
+                self._register(item.job)
+            elif cls is CancelRequest:
+                if item.job.status is _PENDING or item.job.status is _QUEUED:
+                    self.cancel(item.job, item.reason)
+            elif cls is Hold:
+                key = id(item.node)
+                self._submitters[key] = item.node
                 self._unfinished_by_submitter[key] = self._unfinished_by_submitter.get(key, 0) + 1
-            elif kind == "release":
-                self._count_down(id(item[1]))
+            else:
+                self._count_down(id(item.node))
         return True
 
+    def _move(self, job: Job, new: JobStatus) -> JobStatus:
+        """The one place a job's status is written: checks the transition table."""
+        old = job.status
+        if new not in old._next:  # _TRANSITIONS[old], without hashing (see _status)
+            raise InvalidStateError(f"{job.name}: {old.value} -> {new.value}")
+        job.status = new
+        return old
+
+    def next_ready(self) -> Job | None:
+        """The next job ready to run (QUEUED), or None."""
+        ready = self._ready
+        while ready:
+            job = ready.popleft()
+            if job.status is _QUEUED:
+                return job
+        return None
+
+    def take_ready(self, count: int) -> list[Job]:
+        """Up to ``count`` jobs ready to run, in order."""
+        ready = self._ready
+        jobs: list[Job] = []
+        while ready and len(jobs) < count:
+            job = ready.popleft()
+            if job.status is _QUEUED:
+                jobs.append(job)
+        return jobs
+
+    def peek_ready(self) -> Job | None:
+        return self._ready[0] if self._ready else None
+
+    def put_back(self, jobs: Sequence[Job]) -> None:
+        """Jobs taken (or taken back from a rank) that will run later, first in line."""
+        self._ready.extendleft(reversed(jobs))
+
+    def ready_count(self) -> int:
+        return len(self._ready)
+
     def _register(self, job: Job) -> None:
-        self._registered += 1
-        self._unfinished += 1
+        self.registered += 1
+        self.unfinished += 1
         if job._submitter is not None:
             key = id(job._submitter)
             self._unfinished_by_submitter[key] = self._unfinished_by_submitter.get(key, 0) + 1
         failed = self._link(job, job.deps) if job.deps else None
-        listening = self._listeners.active
+        notifier = self._notifier
+        listening = notifier.active
         if listening:
-            self._emit_job(_JOB_ADDED, job, None)
+            notifier.job(_JOB_ADDED, job, None)
         if failed is not None:
             self._cancel_one(job, self._dependency_error(job, failed), listening)
             self._cancel_dependents(job, failed)
-        elif self._failed_fast is not None or self._broken is not None:
+        elif self.failed_fast is not None or self.broken_reason is not None:
             self._cancel_one(job, self._fail_fast_error(job), listening)
         elif job._waiting == 0:
-            job.status = _QUEUED
+            self._move(job, _QUEUED)
             if listening:
-                self._emit_job(_JOB_CHANGE, job, _PENDING)
+                notifier.job(_JOB_CHANGE, job, _PENDING)
             self._ready.append(job)
 
     def _link(self, job: Job, deps: Sequence[Job]):
@@ -174,50 +324,52 @@ class _Ledger:
             dep._dependents.append(node)
         return None
 
-    def _start(self, job: Job, rank: int, t0: float) -> None:
+    def started(self, job: Job, rank: int, t0: float) -> None:
         """A rank started ``job`` (QUEUED -> RUNNING)."""
         if job.status is not _QUEUED:
-            return  # cancelled meanwhile: its outcome is ignored
-        job.status = _RUNNING
+            return  # cancelled or aborted meanwhile: its outcome is ignored
+        self._move(job, _RUNNING)
         job.rank = rank
         job.started_at = t0
-        self._running[job.id] = job
-        if self._listeners.active:
-            self._emit_job(_JOB_CHANGE, job, _QUEUED)
+        self.running[job.id] = job
+        notifier = self._notifier
+        if notifier.active:
+            notifier.job(_JOB_CHANGE, job, _QUEUED)
 
-    def _finish(self, job: Job, ok: bool, value: Any, rank: int, t0: float, t1: float) -> None:
+    def finished(self, job: Job, ok: bool, value: Any, rank: int, t0: float, t1: float) -> None:
         """A rank ended ``job``: record the outcome, release or cancel its dependents."""
         status = job.status
+        notifier = self._notifier
         if status is _QUEUED:
             # Started and ended in one report: RUNNING is only an event, never listed.
-            job.status = _RUNNING
+            self._move(job, _RUNNING)
             job.rank = rank
             job.started_at = t0
-            if self._listeners.active:
-                self._emit_job(_JOB_CHANGE, job, _QUEUED)
+            if notifier.active:
+                notifier.job(_JOB_CHANGE, job, _QUEUED)
         elif status is _RUNNING:
-            del self._running[job.id]
+            del self.running[job.id]
         else:
             return  # cancelled or aborted meanwhile
         job.ended_at = t1
-        self._busy += t1 - t0
-        self._ran += 1
+        self.busy += t1 - t0
+        self.ran += 1
         job._args = job._kwargs = None  # the inputs are no longer needed: free them
         if ok:
             job._result = value
-            job.status = _SUCCESS
+            self._move(job, _SUCCESS)
         else:
             job.error = value
             try:
                 value.add_note(f"raised by job {job.name!r} on rank {rank}")
             except Exception:
                 pass
-            job.status = _FAILED
-            self._failures.append(job)
+            self._move(job, _FAILED)
+            self.failures.append(job)
         self._ended(job)
         handled = False
-        if self._listeners.active:
-            handled = self._emit_job(_JOB_CHANGE, job, _RUNNING)
+        if notifier.active:
+            handled = notifier.job(_JOB_CHANGE, job, _RUNNING)
         if ok:
             if job._dependents is not None:
                 self._release_dependents(job)
@@ -225,34 +377,48 @@ class _Ledger:
             job._handled = bool(handled)
             if job._dependents is not None:
                 self._cancel_dependents(job, job)
-            if self.fail_fast and not handled and self._failed_fast is None:
-                self._failed_fast = job
+            if self._fail_fast_on and not handled and self.failed_fast is None:
+                self.failed_fast = job
                 self._fail_fast()
 
-    def _fail_job_unsent(self, job: Job, error: BaseException) -> None:
-        """``job`` could not be sent to a rank: it fails without running."""
+    def unsent(self, job: Job, error: BaseException) -> None:
+        """``job`` could not travel to a rank: it fails without running."""
         if job.status is not _QUEUED:
             return
-        self._finish_without_run(job, _FAILED, error)
-        if job._dependents is not None:
-            self._cancel_dependents(job, job)
-        if self.fail_fast and self._failed_fast is None:
-            self._failed_fast = job
-            self._fail_fast()
-
-    def _finish_without_run(self, job: Job, status: JobStatus, error: BaseException) -> None:
-        old = job._transition(status)
+        old = self._move(job, _FAILED)
         job.error = error
         job._args = job._kwargs = None
-        if status is _FAILED:
-            self._failures.append(job)
+        self.failures.append(job)
         self._ended(job)
-        if self._listeners.active and status is not _ABORTED:
-            self._emit_job(_JOB_CHANGE, job, old)
+        if self._notifier.active:
+            self._notifier.job(_JOB_CHANGE, job, old)
+        if job._dependents is not None:
+            self._cancel_dependents(job, job)
+        if self._fail_fast_on and self.failed_fast is None:
+            self.failed_fast = job
+            self._fail_fast()
+
+    def dropped(self, job: Job) -> None:
+        """A rank dropped ``job`` unstarted (cancel or fail-fast): it is CANCELLED."""
+        if job.status is not _QUEUED:
+            return
+        reason = self._cancel_reasons.pop(job.id, None)
+        error = self._cancel_error(job, reason[0]) if reason is not None else self._fail_fast_error(job)
+        self._cancel_one(job, error, self._notifier.active)
+        if job._dependents is not None:
+            self._cancel_dependents(job, job)
+
+    def take_cancels(self) -> list[Job]:
+        """Jobs cancelled after being sent to a rank: the dispatcher asks their rank."""
+        jobs, self._cancel_sent = self._cancel_sent, []
+        return jobs
+
+    def has_cancels(self) -> bool:
+        return bool(self._cancel_sent)
 
     def _ended(self, job: Job) -> None:
         """Count ``job`` as ended (any terminal status): progress and cache counts."""
-        self._unfinished -= 1
+        self.unfinished -= 1
         submitter = job._submitter
         if submitter is not None:
             key = id(submitter)
@@ -267,20 +433,18 @@ class _Ledger:
             counts[key] = left
             return
         del counts[key]
-        if self._status is PoolStatus.EXECUTING:
+        if self.executing:
             submitter = self._submitters[key]
             if _cache.cache_methods(type(submitter)):
                 node_id = _cache.node_key(submitter)
                 self._cache.free(node_id)
-                self._on_cache_freed(node_id)
-
-    def _on_cache_freed(self, node_id) -> None:
-        """Hook for the dispatcher: tell the other ranks to free ``node_id`` too."""
+                self.freed.append(node_id)
 
     def _release_dependents(self, job: Job) -> None:
-        todo = deque(job._dependents)
+        todo = deque(job._dependents or ())
         job._dependents = None
-        listening = self._listeners.active
+        notifier = self._notifier
+        listening = notifier.active
         ready = self._ready
         while todo:
             node = todo.popleft()
@@ -292,18 +456,18 @@ class _Ledger:
                     todo.extend(node._dependents)
                     node._dependents = None
             elif node.status is _PENDING:
-                if self._failed_fast is not None:
+                if self.failed_fast is not None:
                     self._cancel_one(node, self._fail_fast_error(node), listening)
                     continue
-                node.status = _QUEUED
+                self._move(node, _QUEUED)
                 if listening:
-                    self._emit_job(_JOB_CHANGE, node, _PENDING)
+                    notifier.job(_JOB_CHANGE, node, _PENDING)
                 ready.append(node)
 
     def _cancel_dependents(self, job: Job, root: Job) -> None:
         todo = deque(job._dependents or ())
         job._dependents = None
-        listening = self._listeners.active
+        listening = self._notifier.active
         while todo:
             node = todo.popleft()
             if node.__class__ is _DepGroup:
@@ -317,24 +481,21 @@ class _Ledger:
                 node._dependents = None
 
     def _cancel_one(self, job: Job, error: BaseException, listening: bool) -> None:
-        old = job._transition(_CANCELLED)
+        old = self._move(job, _CANCELLED)
         job.error = error
         job._args = job._kwargs = None
-        self._cancelled += 1
+        self.cancelled += 1
         self._ended(job)
         if listening:
-            self._emit_job(_JOB_CHANGE, job, old)
+            self._notifier.job(_JOB_CHANGE, job, old)
 
-    def _cancel_job(self, job: Job, reason: str | None) -> bool:
+    def cancel(self, job: Job, reason: str | None) -> bool:
         """Cancel a PENDING or QUEUED job and its dependents (see :meth:`Job.cancel`)."""
-        if not self.is_main():
-            job.status = _CANCELLED  # never runs: only the main rank's jobs do
+        if get_ident() != self.main_thread:
+            self.push(CancelRequest(job, reason))
             return True
-        if threading.get_ident() != self._main_thread:
-            self._push_incoming(("cancel", job, reason))
-            return True
-        if job in self._incoming_jobs():
-            self._drain_incoming()
+        if job in self.incoming_jobs():
+            self.drain_incoming()
         if job.status is not _PENDING and job.status is not _QUEUED:
             return False  # it ended meanwhile (e.g. a dependency failed)
         if job.status is _QUEUED and job._waiting < 0:
@@ -342,7 +503,7 @@ class _Ledger:
             self._cancel_reasons[job.id] = (reason,)
             self._cancel_sent.append(job)
             return True
-        self._cancel_one(job, self._cancel_error(job, reason), self._listeners.active)
+        self._cancel_one(job, self._cancel_error(job, reason), self._notifier.active)
         self._cancel_dependents(job, job)
         return True
 
@@ -352,18 +513,6 @@ class _Ledger:
             f"job {job.name!r} was cancelled" + (f": {reason}" if reason else "")
         )
 
-    def _push_incoming(self, item: tuple) -> None:
-        """Hand ``item`` to the main thread (any thread; the main thread drains it)."""
-        with self._incoming_lock:
-            self._incoming.append(item)
-        self._wake.set()
-
-    def _incoming_jobs(self) -> list[Job]:
-        # A snapshot under the lock: other threads append while this runs (issue 6).
-        with self._incoming_lock:
-            items = list(self._incoming)
-        return [item[1] for item in items if item[0] == "job"]
-
     @staticmethod
     def _dependency_error(job: Job, root: Job) -> JobCancelledError:
         return JobCancelledError(
@@ -371,64 +520,70 @@ class _Ledger:
         )
 
     def _fail_fast_error(self, job: Job) -> JobCancelledError:
-        if self._broken is not None:
-            return JobCancelledError(f"job {job.name!r} was cancelled: the pool broke ({self._broken})")
+        if self.broken_reason is not None:
+            return JobCancelledError(
+                f"job {job.name!r} was cancelled: the pool broke ({self.broken_reason})"
+            )
+        failed = self.failed_fast.name if self.failed_fast is not None else "?"
         return JobCancelledError(
-            f"job {job.name!r} was cancelled: fail_fast after job {self._failed_fast.name!r} failed"
+            f"job {job.name!r} was cancelled: fail_fast after job {failed!r} failed"
         )
 
     def _fail_fast(self) -> None:
         """Cancel everything not started; the dispatcher drains the other ranks."""
-        self._stop_scheduling = True
-        listening = self._listeners.active
+        listening = self._notifier.active
         while self._ready:
             job = self._ready.popleft()
             if job.status is _QUEUED:
                 self._cancel_one(job, self._fail_fast_error(job), listening)
-        for job in self._jobs:
+        for job in self.jobs:
             if job.status is _PENDING:
                 self._cancel_one(job, self._fail_fast_error(job), listening)
-        self._on_fail_fast()
+        self.drain_requested = True
 
-    def _on_fail_fast(self) -> None:
-        """Hook for the dispatcher: drop the jobs sent but not started."""
+    @property
+    def stopped(self) -> bool:
+        """No more jobs will be scheduled: the pool broke or failed fast."""
+        return self.broken_reason is not None or self.failed_fast is not None
 
-    def _break_for(self, exc: BaseException) -> None:
-        """Break the pool because ``exc`` was raised (an interrupt is remembered)."""
-        if isinstance(exc, PoolInterrupted) and self._interrupted is None:
-            self._interrupted = (exc.rank, exc.signal_name)
-        self._break(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-
-    def _break(self, reason: str) -> None:
-        """The pool broke (listener error, interrupt): every unfinished job is ABORTED."""
-        if self._broken is not None:
+    def broken(self, cause: BaseException | str) -> None:
+        """The pool broke (listener error, interrupt, a rank failed): every unfinished
+        job is ABORTED, without events (listeners may be what broke)."""
+        if isinstance(cause, PoolInterrupted) and self.interrupted is None:
+            self.interrupted = (cause.rank, cause.signal_name)
+        if self.broken_reason is not None:
             return
-        self._broken = reason
-        self._stop_scheduling = True
-        for job in self._jobs:
+        if isinstance(cause, BaseException):
+            reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+        else:
+            reason = cause
+        self.broken_reason = reason
+        for job in self.jobs:
             if not job.done():
-                job.status = _ABORTED
+                self._move(job, _ABORTED)
                 job.error = JobPoolError(f"job {job.name!r} was aborted: {reason}")
                 job._args = job._kwargs = None
-                self._aborted += 1
-        self._unfinished = 0
-        self._running.clear()
+                self.aborted += 1
+        self.unfinished = 0
+        self.running.clear()
 
-    def _workflow_error(self) -> WorkflowError | None:
-        failed = [job for job in self._jobs if job.status is _FAILED and not job._handled]
-        errors = [job.error for job in failed] + list(self._scheduling_errors)
+    # --- the end ------------------------------------------------------------------------
+
+    def workflow_error(self) -> WorkflowError | None:
+        failed = [job for job in self.jobs if job.status is _FAILED and not job._handled]
+        errors = [job.error for job in failed] + list(self.scheduling_errors)
         if not errors:
             return None
-        cancelled = sum(1 for job in self._jobs if job.status is _CANCELLED)
+        cancelled = sum(1 for job in self.jobs if job.status is _CANCELLED)
         parts = []
         if failed:
-            parts.append(f"{len(failed)} of {len(self._jobs)} jobs failed")
-        if self._scheduling_errors:
-            parts.append(f"{len(self._scheduling_errors)} nodes failed to schedule")
+            parts.append(f"{len(failed)} of {len(self.jobs)} jobs failed")
+        if self.scheduling_errors:
+            parts.append(f"{len(self.scheduling_errors)} nodes failed to schedule")
         if cancelled:
             parts.append(f"{cancelled} jobs cancelled")
         lines = [self._describe_failure(job) for job in failed[:20]]
-        lines += [str(err) for err in self._scheduling_errors[:20]]
+        lines += [str(err) for err in self.scheduling_errors[:20]]
         if len(failed) > 20:
             lines.append(f"... and {len(failed) - 20} more failed jobs")
         message = ", ".join(parts) + ":\n  " + "\n  ".join(lines)
@@ -439,14 +594,14 @@ class _Ledger:
         where = f" on rank {job.rank}" if job.rank is not None else ""
         return f"job {job.name!r} failed{where}: {type(job.error).__name__}: {job.error}"
 
-    def _summary(self) -> Summary:
-        """The summary STOP takes to the other ranks (``message`` None: all went well)."""
-        if self._broken is not None:
-            text = f"the pool broke on the main rank: {self._broken}"
-            return Summary(text, (text,), self._interrupted)
-        error = self._workflow_error()
+    def summary(self) -> Summary:
+        """What STOP takes to the other ranks (``message`` None: all went well)."""
+        if self.broken_reason is not None:
+            text = f"the pool broke on the main rank: {self.broken_reason}"
+            return Summary(text, (text,), self.interrupted)
+        error = self.workflow_error()
         if error is None:
             return Summary()
-        lines = [self._describe_failure(job) for job in self._jobs if job.status is _FAILED and not job._handled]
-        lines += [str(err) for err in self._scheduling_errors]
+        lines = [self._describe_failure(job) for job in self.jobs if job.status is _FAILED and not job._handled]
+        lines += [str(err) for err in self.scheduling_errors]
         return Summary(error.message, tuple(lines))

@@ -1,9 +1,11 @@
 """The job pool: submit jobs with dependencies, execute them on every rank.
 
-The public :class:`JobPool` and its life cycle live here. Bookkeeping (job states,
-dependencies, events, counts) is in ``_ledger`` and runs on the main rank, in the pool's
-main thread only. How jobs reach a rank is the business of ``_dispatch`` (main rank) and
-``_worker`` (other ranks).
+The public :class:`JobPool` and its life cycle live here. It holds collaborators and
+talks to them through small interfaces: a :class:`~._ledger.Ledger` (job states,
+dependencies, counts; main rank, main thread) that reports job events to a notifier
+(the pool's listeners); the dispatcher (``_dispatch``, main rank) and the worker loop
+(``_worker``, other ranks), which move jobs between ranks and report to the ledger.
+The pool's own life is one :class:`_Phase` plus the ledger's "broken", under one lock.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import gc
 import threading
 import time
 import weakref
-from collections import deque
+from enum import Enum
 from typing import Any, Callable, Iterable, Sequence
 
 from ...exceptions import (
+    InvalidStateError,
     JobPoolError,
     JobSchedulingError,
     ListenerError,
@@ -25,10 +28,10 @@ from ...exceptions import (
 from . import _cache
 from ._events import PoolProgress, PoolStatistics, SubmitterStatistics, _Listeners
 from ._interrupt import SignalGuard
-from ._ledger import _Ledger
+from ._job import Job, JobRecord, submitter_name
+from ._ledger import Hold, Ledger, Release
 from ._protocol import Summary
-from ._job import Job, JobRecord, _DepGroup, submitter_name
-from ._status import JobStatus, PoolStatus
+from ._status import _POOL_TRANSITIONS, JobStatus, PoolProgressReason, PoolStatus
 from ._types import PoolNetwork
 
 __all__ = ["JobPool", "create_job_pool"]
@@ -105,7 +108,26 @@ def create_job_pool(
     return pool
 
 
-class JobPool(_Ledger):
+class _Phase(Enum):
+    """Where a pool is in its own life (the public :class:`PoolStatus` is what
+    listeners see; this also knows whether it was entered, executed, closed)."""
+
+    CREATED = "created"
+    ENTERED = "entered"
+    EXECUTING = "executing"
+    EXECUTED = "executed"  #: execute() returned or raised: no more submissions
+    CLOSED = "closed"
+
+
+def _event_maker(ref: "weakref.ref[JobPool]", workflow: Any) -> Callable[..., PoolProgress]:
+    def make(reason, job, old) -> PoolProgress:
+        pool = ref()
+        return PoolProgress(reason, pool._status, pool._ledger.jobs, workflow, job, old, time.time(), pool)
+
+    return make
+
+
+class JobPool:
     """Runs jobs on every rank, honouring dependencies, reporting progress to listeners.
 
     Create it on every rank (``network.create_job_pool()``) and use it as a context
@@ -138,48 +160,19 @@ class JobPool(_Ledger):
             self.rank = 0
             self.size = 1
         self._status = PoolStatus.SCHEDULING
+        self._phase = _Phase.CREATED
+        self._phase_lock = threading.Lock()
         self._ref = weakref.ref(self)
-        self._jobs: list[Job] = []
-        self._lock = threading.Lock()  # guards job creation (ids, lists) across threads
-        self._main_thread = threading.get_ident()
-        self._incoming: deque = deque()  # ("job", Job) | ("cancel", Job, reason) | ("hold"/"release", node)
-        self._incoming_lock = self._lock  # appends from other threads, snapshots
-        self._cancel_sent: list[Job] = []  # cancelled after being sent: ask their rank
-        self._cancel_reasons: dict[int, tuple] = {}  # job id -> (reason,), for those
-        self._interrupted: tuple | None = None  # (rank, signal name) that stopped it
-        self._wake = threading.Event()
-        self._submissions: dict[int, list[Job]] = {}
-        self._submission_views: dict[int, tuple[Job, ...]] = {}
-        self._function_views: dict[int, tuple[int, Any, tuple[Job, ...]]] = {}
-        self._submitters: dict[int, Any] = {}
-        self._unfinished_by_submitter: dict[int, int] = {}
-        self._groups: dict[int, tuple[Sequence, _DepGroup, int]] = {}
-        self._ready: deque[Job] = deque()
-        self._unfinished = 0
-        # Progress counts, kept so that statistics() never scans the jobs.
-        self._running: dict[int, Job] = {}
-        self._failures: list[Job] = []
-        self._done_by_submitter: dict[int, int] = {}
-        self._registered = 0
-        self._cancelled = 0
-        self._aborted = 0
-        self._busy = 0.0
-        self._ran = 0
-        self._started_at: float | None = None
-        self._executed = False
-        self._execute_ended = False  # execute() returned or raised: no more submissions
-        self._entered = False
-        self._closed = False
-        self._gc_raised = False
-        self._broken: str | None = None
-        self._failed_fast: Job | None = None
-        self._scheduler_thread: threading.Thread | None = None
-        self._scheduling_errors: list[BaseException] = []
-        self._stop_scheduling = False
-        self._tls = threading.local()
         self._listeners = _Listeners()
-        self._clock = time.monotonic
         self._cache = _cache._CacheStore()
+        ref = self._ref
+        # The listeners are the ledger's notifier; their events are built here, from a
+        # weak reference (the pool must be freed without the cycle collector).
+        self._listeners.make_event = _event_maker(ref, workflow)
+        self._ledger = Ledger(self._listeners, fail_fast, self._cache, ref)
+        self._started_at: float | None = None
+        self._scheduler_thread: threading.Thread | None = None
+        self._tls = threading.local()
 
     # --- public interface ------------------------------------------------------------
 
@@ -199,7 +192,7 @@ class JobPool(_Ledger):
     @property
     def jobs(self) -> list[Job]:
         """Every job submitted on this rank, in submission order."""
-        return list(self._jobs)
+        return list(self._ledger.jobs)
 
     def submit(self, fn: Callable, *args, **kwargs) -> Job:
         """Submit ``fn(network, *args, **kwargs)`` as a job without dependencies."""
@@ -219,7 +212,9 @@ class JobPool(_Ledger):
         ``context`` is free information shown in progress (``name=`` names the job).
         Pass the same sequence object as ``deps`` to many jobs to share it cheaply.
         """
-        self._check_open()
+        phase = self._phase
+        if phase is not _Phase.ENTERED and phase is not _Phase.EXECUTING:
+            self._check_open()  # raises if closed or executed (CREATED is fine too)
         if self._status is PoolStatus.EXECUTING and not self.is_main():
             # A job on this rank tried to queue more: they would silently never run.
             raise JobPoolError(
@@ -241,26 +236,8 @@ class JobPool(_Ledger):
         else:
             deps = ()
         args = tuple(args) if args else ()
-        main = self.is_main()
-        here = threading.get_ident() == self._main_thread
-        with self._lock:
-            job = Job(self._ref, len(self._jobs), fn, args, kwargs or None, context, submitter, deps)
-            self._jobs.append(job)
-            if submitter is not None:
-                key = id(submitter)
-                self._submitters[key] = submitter
-                self._submissions.setdefault(key, []).append(job)
-                self._submission_views.pop(key, None)
-            if main and not (here and not self._incoming):
-                # In the same critical section as the job list: a job listed in
-                # ``jobs`` is registered or in the incoming queue, never in between.
-                self._incoming.append(("job", job))
-                self._wake.set()
-                return job
-        if main:
-            self._register(job)
         # Only the main rank's jobs run (the seed submits on every rank).
-        return job
+        return self._ledger.add(fn, args, kwargs or None, context, submitter, deps, self.is_main())
 
     def schedule(self, nodes: Iterable[Any], scheduler: Callable[[Any], Any] | None = None):
         """On the main rank, queue each node's jobs in a background thread, in order.
@@ -292,26 +269,33 @@ class JobPool(_Ledger):
         main rank with ``return_results=True`` returns ``{job: result}`` of the jobs that
         succeeded.
         """
-        if self._closed:
+        with self._phase_lock:
+            phase = self._phase
+        if phase is _Phase.CLOSED:
             raise JobPoolError("cannot execute a closed pool")
-        if self._executed:
+        if phase is _Phase.EXECUTING or phase is _Phase.EXECUTED:
             raise JobPoolError("this pool was already executed; create a new pool")
         if self.is_main():
-            self._drain_incoming()  # jobs queued so far count from the first event on
+            self._ledger.drain_incoming()  # jobs queued so far count from the first event on
         # Status first: if a listener raises on EXECUTING, the pool counts as not
         # executed and __exit__ releases the other ranks.
         self._set_pool_status(PoolStatus.EXECUTING)
-        self._executed = True
+        self._set_phase(_Phase.EXECUTING)
+        self._ledger.executing = True
         self._started_at = time.time()
         guard = SignalGuard(self.rank, self._stall_report if self.is_main() else None)
         try:
             with guard:
-                return self._execute(return_results, guard)
+                results = self._execute(return_results, guard)
+                # A signal that came after the last turn of the loop is not swallowed.
+                guard.check()
+                return results
         except (WorkflowError, PoolInterrupted) as exc:
             exc._neuroscaffold_every_rank = True  # every rank raises it: no MPI abort
             raise
         finally:
-            self._execute_ended = True
+            self._ledger.executing = False
+            self._set_phase(_Phase.EXECUTED)
 
     def _execute(self, return_results: bool, guard: SignalGuard) -> dict[Job, Any] | None:
         from . import _dispatch, _worker
@@ -326,15 +310,15 @@ class JobPool(_Ledger):
             else:
                 _dispatch.serial_execute(self, guard)
         except BaseException as exc:
-            self._break_for(exc)
+            self._ledger.broken(exc)
             raise
         if self._scheduler_thread is not None:
             self._scheduler_thread.join()
-        error = self._workflow_error()
+        error = self._ledger.workflow_error()
         if error is not None:
             raise error
         if return_results:
-            return {job: job._result for job in self._jobs if job.status is _SUCCESS}
+            return {job: job._result for job in self._ledger.jobs if job.status is _SUCCESS}
         return None
 
     def add_listener(self, listener: Callable[[PoolProgress], Any], max_wait: float | None = None):
@@ -353,34 +337,16 @@ class JobPool(_Ledger):
         A job's submitter defaults to its function: ``get_submissions_of(square)``
         gives the jobs of ``pool.queue(square, ...)`` that named no other submitter.
         """
-        key = id(submitter)
-        with self._lock:
-            view = self._submission_views.get(key)
-            if view is None and key in self._submissions:
-                view = tuple(self._submissions[key])
-                self._submission_views[key] = view
-            if view is not None:
-                return view
-            # Not a named submitter: jobs of this function (found by one scan, kept
-            # until more jobs are queued).
-            count = len(self._jobs)
-            cached = self._function_views.get(key)
-            if cached is not None and cached[0] == count and cached[1] is submitter:
-                return cached[2]
-            view = tuple(job for job in self._jobs if job._submitter is None and job._fn is submitter)
-            self._function_views[key] = (count, submitter, view)
-            return view
+        return self._ledger.submissions_of(submitter)
 
     def get_required_cache_items(self) -> set[tuple[Any, str]]:
         """``(node key, method name)`` of every ``pool_cache`` value still needed."""
         if not self.is_main():
             return self._cache.keys()
         required = set()
-        for key, count in self._unfinished_by_submitter.items():
-            if count > 0:
-                node = self._submitters[key]
-                node_id = _cache.node_key(node)
-                required.update((node_id, name) for name in _cache.cache_methods(type(node)))
+        for node in self._ledger.required_submitters():
+            node_id = _cache.node_key(node)
+            required.update((node_id, name) for name in _cache.cache_methods(type(node)))
         return required
 
     @property
@@ -397,7 +363,7 @@ class JobPool(_Ledger):
                 job.status,
                 None if job.error is None else f"{type(job.error).__name__}: {job.error}",
             )
-            for job in self._jobs
+            for job in self._ledger.jobs
             if job.started_at is not None
         ]
         records.sort(key=lambda record: record.start)
@@ -409,48 +375,45 @@ class JobPool(_Ledger):
         Progress displays read this a few times a second instead of listening to
         every job event, so they cost nothing per job. Safe to call from any thread.
         """
-        failures = tuple(self._failures)
-        done_by = self._done_by_submitter.copy()
-        with self._lock:
-            submitters = [
-                SubmitterStatistics(
-                    submitter_name(self._submitters[key]), len(submitted), done_by.get(key, 0)
-                )
-                for key, submitted in list(self._submissions.items())
-            ]
-        total = self._registered
-        done = total - self._unfinished
-        cancelled = self._cancelled
+        ledger = self._ledger
+        failures = tuple(ledger.failures)
+        submitters = [
+            SubmitterStatistics(submitter_name(submitter), total, done)
+            for submitter, total, done in ledger.submitter_counts()
+        ]
+        total = ledger.registered
+        done = total - ledger.unfinished
+        cancelled = ledger.cancelled
         return PoolStatistics(
             status=self._status,
             workflow=self.workflow,
             total=total,
             done=done,
-            succeeded=done - len(failures) - cancelled - self._aborted,
+            succeeded=done - len(failures) - cancelled - ledger.aborted,
             failed=len(failures),
             cancelled=cancelled,
-            running=tuple(self._running.copy().values()),
+            running=tuple(ledger.running.copy().values()),
             submitters=tuple(submitters),
             failures=failures,
             started_at=self._started_at,
-            busy=self._busy,
-            ran=self._ran,
+            busy=ledger.busy,
+            ran=ledger.ran,
             ranks=self.size,
         )
 
     def __enter__(self) -> "JobPool":
-        if self._entered:
-            raise JobPoolError("a pool can be entered only once")
-        self._entered = True
+        with self._phase_lock:
+            if self._phase is not _Phase.CREATED:
+                raise JobPoolError("a pool can be entered only once")
+            self._phase = _Phase.ENTERED
         global _open_pool
         _open_pool = self._ref
         _raise_gc_threshold()
-        self._gc_raised = True
         _cache.activate(self._cache)
         try:
             # Context-manager listeners are entered before they get their first event.
             self._listeners.enter()
-            self._emit_pool_status(None)
+            self._emit_pool_status()
         except BaseException as exc:
             # `with` will not call __exit__: release the other ranks (waiting in
             # execute()) and close the pool here.
@@ -459,21 +422,23 @@ class JobPool(_Ledger):
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        with self._phase_lock:
+            executed = self._phase is _Phase.EXECUTING or self._phase is _Phase.EXECUTED
         try:
-            if exc is not None and not self._executed and self.is_main() and self.parallel:
+            if exc is not None and not executed and self.is_main() and self.parallel:
                 # Workers are waiting in execute(): release them with the error.
                 from ._dispatch import stop_workers
 
                 text = f"the main rank raised before executing the pool: {exc_type.__name__}: {exc}"
                 # WorkflowError needs at least one member error on the other ranks.
                 stop_workers(self, Summary(text, (text,)))
-            if exc is not None and not self._executed and not self.is_main() and self.parallel:
+            if exc is not None and not executed and not self.is_main() and self.parallel:
                 from ._worker import report_failure
 
                 report_failure(self, exc)
-            if exc is not None and not self._executed:
-                self._break(f"{exc_type.__name__}: {exc}")  # nothing will run: ABORTED
-            if self._broken is not None and isinstance(exc, ListenerError):
+            if exc is not None and not executed:
+                self._ledger.broken(f"{exc_type.__name__}: {exc}")  # nothing will run: ABORTED
+            if self._ledger.broken_reason is not None and isinstance(exc, ListenerError):
                 self._status = PoolStatus.CLOSING  # a listener failed: don't call it again
             elif self._status is not PoolStatus.CLOSING:
                 self._set_pool_status(PoolStatus.CLOSING)
@@ -483,19 +448,20 @@ class JobPool(_Ledger):
 
     def close(self) -> None:
         """Free every cached value and the pool's communicator; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._phase_lock:
+            phase = self._phase
+            if phase is _Phase.CLOSED:
+                return
+            self._phase = _Phase.CLOSED
         global _open_pool
         if _open_pool is self._ref:
             _open_pool = None
-        if self._gc_raised:
-            self._gc_raised = False
+        if phase is not _Phase.CREATED:  # it was entered: the GC threshold was raised
             _restore_gc_threshold()
         self._cache.clear()
         if _cache._active_store is self._cache:
             _cache.activate(None)
-        if self._comm is not None and self._broken is None:
+        if self._comm is not None and self._ledger.broken_reason is None:
             try:
                 self._comm.Free()
             except Exception:
@@ -508,12 +474,80 @@ class JobPool(_Ledger):
         return (this_ranks_pool, ())
 
     def __repr__(self) -> str:
-        return f"<JobPool rank {self.rank}/{self.size} {self._status.value}, {len(self._jobs)} jobs>"
+        return f"<JobPool rank {self.rank}/{self.size} {self._status.value}, {len(self._ledger.jobs)} jobs>"
+
+    # --- life cycle and events (formerly spread over the ledger mixin) -----------------
+
+    def _set_phase(self, phase: _Phase) -> None:
+        with self._phase_lock:
+            if self._phase is not _Phase.CLOSED:
+                self._phase = phase
+
+    def _check_open(self) -> None:
+        phase = self._phase  # one read (atomic); writes hold the lock
+        if phase is _Phase.CLOSED:
+            raise JobPoolError("cannot submit jobs to a closed pool")
+        if phase is _Phase.EXECUTED:
+            raise JobPoolError("cannot submit jobs after the pool was executed")
+
+    def _set_pool_status(self, status: PoolStatus) -> None:
+        if status not in _POOL_TRANSITIONS[self._status]:
+            raise InvalidStateError(f"pool: {self._status.value} -> {status.value}")
+        self._status = status
+        self._emit_pool_status()
+
+    def _event(self, reason, job=None, old=None, status=None, now=None) -> PoolProgress:
+        return PoolProgress(
+            reason,
+            self._status if status is None else status,
+            self._ledger.jobs,
+            self.workflow,
+            job,
+            old,
+            time.time() if now is None else now,
+            self,
+        )
+
+    def _emit_pool_status(self) -> None:
+        if self._listeners.any:
+            self._listeners.emit(self._event(PoolProgressReason.POOL_STATUS_CHANGE))
+
+    def _missed_events(self) -> list[PoolProgress]:
+        """The stream so far, rebuilt from the pool's state, for a listener added late."""
+        with self._phase_lock:
+            if self._phase is _Phase.CREATED:
+                return []
+        now = time.time()
+        waiting = {id(job) for job in self._ledger.incoming_jobs()}
+        scheduling = PoolStatus.SCHEDULING
+        pool_change = PoolProgressReason.POOL_STATUS_CHANGE
+        events = [self._event(pool_change, status=scheduling, now=now)]
+        for job in list(self._ledger.jobs):
+            if id(job) in waiting:
+                continue
+            events.append(self._event(PoolProgressReason.JOB_ADDED, job, status=scheduling, now=now))
+            if job.status is not JobStatus.PENDING:
+                events.append(
+                    self._event(PoolProgressReason.JOB_STATUS_CHANGE, job, JobStatus.PENDING, now=now)
+                )
+        if self._status is not scheduling:
+            events.append(self._event(pool_change, now=now))
+        return events
+
+    def _cancel(self, job: Job, reason: str | None) -> bool:
+        """:meth:`Job.cancel` of one of this pool's jobs."""
+        with self._phase_lock:
+            if self._phase is _Phase.CLOSED:
+                raise JobPoolError(f"cannot cancel job {job.name!r}: its pool is closed")
+        if not self.is_main():
+            self._ledger._move(job, JobStatus.CANCELLED)  # never runs: only the main rank's do
+            return True
+        return self._ledger.cancel(job, reason)
 
     def _stall_report(self) -> list[str]:
         """Lines naming every rank's running jobs, oldest first (SIGUSR1, main rank)."""
         now = time.time()
-        running = sorted(self._running.copy().values(), key=lambda job: job.started_at or now)
+        running = sorted(self._ledger.running.copy().values(), key=lambda job: job.started_at or now)
         if not running:
             return ["rank 0: no job is running on any rank"]
         return [
@@ -527,21 +561,21 @@ class JobPool(_Ledger):
         failed: set[int] = set()
         for node in nodes:
             name = submitter_name(node)
-            if self._stop_scheduling:
+            if self._ledger.stopped:
                 err = JobSchedulingError(f"{name} was not scheduled: the pool stopped")
-                self._scheduling_errors.append(err)
+                self._ledger.scheduling_errors.append(err)
                 continue
             bad = [dep for dep in (getattr(node, "depends_on", None) or ()) if id(dep) in failed]
             if bad:
                 failed.add(id(node))
-                self._scheduling_errors.append(
+                self._ledger.scheduling_errors.append(
                     JobSchedulingError(
                         f"{name} was not scheduled: it depends on {submitter_name(bad[0])}, "
                         "which failed to schedule"
                     )
                 )
                 continue
-            self._push_incoming(("hold", node))
+            self._ledger.push(Hold(node))
             self._tls.submitter = node
             try:
                 scheduler(node)
@@ -549,11 +583,11 @@ class JobPool(_Ledger):
                 failed.add(id(node))
                 err = JobSchedulingError(f"scheduling {name} failed: {type(exc).__name__}: {exc}")
                 err.__cause__ = exc
-                self._scheduling_errors.append(err)
+                self._ledger.scheduling_errors.append(err)
             finally:
                 self._tls.submitter = None
-                self._push_incoming(("release", node))
-        self._wake.set()
+                self._ledger.push(Release(node))
+        self._ledger.wake.set()
 
     def _scheduling(self) -> bool:
         thread = self._scheduler_thread

@@ -9,6 +9,7 @@
                 ── DRAIN ─────────────────────────────────────────────▶ drop unstarted tasks
                 ── CANCEL([job ids]) ─────────────────────────────────▶ drop these, if unstarted
                 ── RECALL([job ids]) ─────────────────────────────────▶ drop these (run elsewhere)
+                ── DUMP (own tag) ────────────────────────────────────▶ print stacks, running jobs
                 ── STOP(Summary) ─────────────────────────────────────▶ leave execute()
     job states ◀── STARTED(job id, t0) ── first job of a batch, or a slow stretch
                ◀── RESULTS([(job id, ok, t0, t1)] | values) ── flushed per batch / 20 ms
@@ -16,6 +17,7 @@
                ◀── BATCH_FAILED([job ids], error) ── a batch that could not be unpickled
                ◀── WORKER_FAILED(text) ── this rank raised outside a job; it waits for STOP
                ◀── INTERRUPTED(signal name) ── SIGINT/SIGTERM here; it waits for STOP
+               ◀── REPORT ── SIGUSR1 here (sent from the handler): every rank prints
 
 Every message is one ``(kind, number)`` header and a body, sent as raw bytes with a
 nonblocking send on the pool's own duplicated communicator. A BATCH body is two blobs:
@@ -47,6 +49,7 @@ from ...exceptions import JobPoolError, RemoteJobError
 
 TAG_TO_WORKER = 7301
 TAG_TO_MAIN = 7302
+TAG_DUMP = 7303  # DUMP has its own tag: a worker's report thread receives it mid-job
 
 
 class Kind(IntEnum):
@@ -58,12 +61,14 @@ class Kind(IntEnum):
     STOP = 4
     CANCEL = 5
     RECALL = 6
+    DUMP = 7
     STARTED = 11
     RESULTS = 12
     DROPPED = 13
     BATCH_FAILED = 14
     WORKER_FAILED = 15
     INTERRUPTED = 16
+    REPORT = 17
 
 
 class Summary(NamedTuple):
@@ -129,6 +134,7 @@ def loads(data, network: Any) -> Any:
 # pickle. Plain values are recognised without pickling them.
 
 _SCALARS = frozenset({int, float, bool, str, bytes, type(None), complex, range})
+SCALARS = _SCALARS  #: types whose values always travel (hot paths test these inline)
 
 
 def _plainly_travels(obj, depth: int = 0) -> bool:

@@ -13,20 +13,22 @@ the same way wherever it ran:
 - ``KeyboardInterrupt`` (and :class:`PoolInterrupted`) is the one exception: it is an
   interrupt of the whole pool, not a job outcome, and propagates (see ``_interrupt``).
 
-:data:`running_here` names the jobs running in this process, per thread, for the stall
-report and for the interrupt handler.
+:func:`running_jobs` finds the jobs running in this process (for the stall report) and
+:func:`in_job` whether a signal interrupted one, by looking at the stacks: nothing is
+recorded per job.
 """
 
 from __future__ import annotations
 
-from threading import get_ident
+import sys
 from time import time
+from types import FrameType
 from typing import Any, Callable, NamedTuple
 
 from ...exceptions import JobPoolError
-from ._protocol import pickling_error, result_error
+from ._protocol import SCALARS, pickling_error, result_error
 
-__all__ = ["Outcome", "run_job", "running_here", "running_jobs", "job_failure"]
+__all__ = ["Outcome", "in_job", "job_failure", "run_job", "running_jobs"]
 
 _EMPTY: dict = {}
 
@@ -55,14 +57,32 @@ class RunningHere(NamedTuple):
         return f"{name}#{self.job_id}"
 
 
-#: thread ident -> ``(job id, function, start)`` of the job that thread runs now
-#: (absent while it runs none); :func:`running_jobs` gives them as records
-running_here: dict[int, tuple] = {}
-
-
 def running_jobs() -> dict[int, RunningHere]:
-    """The jobs running in this process now, by thread ident."""
-    return {ident: RunningHere(*entry) for ident, entry in list(running_here.items())}
+    """The jobs running in this process now, by thread ident.
+
+    Found by looking for :func:`run_job` on each thread's stack: nothing is recorded
+    per job, so knowing costs nothing until someone asks (SIGUSR1, SIGINT).
+    """
+    found: dict[int, RunningHere] = {}
+    for ident, frame in sys._current_frames().items():
+        entry = _job_on_stack(frame)
+        if entry is not None:
+            found[ident] = entry
+    return found
+
+
+def in_job(frame: FrameType | None) -> bool:
+    """Whether ``frame`` (e.g. the one a signal interrupted) is inside a job."""
+    return _job_on_stack(frame) is not None
+
+
+def _job_on_stack(frame: FrameType | None) -> RunningHere | None:
+    while frame is not None:
+        if frame.f_code is _RUN_JOB_CODE:
+            names = frame.f_locals
+            return RunningHere(names.get("job_id", -1), names.get("fn"), names.get("t0", 0.0))
+        frame = frame.f_back
+    return None
 
 
 def job_failure(exc: BaseException) -> Exception:
@@ -88,20 +108,19 @@ def run_job(
     ``check_result=False`` leaves the "can the result travel" check to the caller
     (workers pickle a whole batch of results at once, and check each only on failure).
     """
-    ident = get_ident()
     t0 = time()
     try:
-        running_here[ident] = (job_id, fn, t0)
         value = fn(network, *args, **(kwargs or _EMPTY))
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: B036 - the policy: any other exit fails the job
         return (False, job_failure(exc), t0, time())
-    finally:
-        running_here.pop(ident, None)
     t1 = time()
-    if check_result:
+    if check_result and value.__class__ not in SCALARS:  # a plain value: no call at all
         cause = pickling_error(value, network)
         if cause is not None:
             return (False, result_error(cause), t0, t1)
     return (True, value, t0, t1)
+
+
+_RUN_JOB_CODE = run_job.__code__

@@ -60,6 +60,13 @@ _TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     _J.ABORTED: frozenset(),
 }
 
+# The same table, on the members themselves, for the hot path: ``new in old._next`` is an
+# identity test over a short tuple, where ``_TRANSITIONS[old]`` would call the Python-level
+# ``Enum.__hash__`` (measured: 0.4 us of a 3.5 us trivial job, three moves per job).
+for _status, _allowed in _TRANSITIONS.items():
+    _status._next = tuple(_allowed)
+del _status, _allowed
+
 _POOL_TRANSITIONS: dict[PoolStatus, frozenset[PoolStatus]] = {
     PoolStatus.SCHEDULING: frozenset({PoolStatus.EXECUTING, PoolStatus.CLOSING}),
     PoolStatus.EXECUTING: frozenset({PoolStatus.CLOSING}),

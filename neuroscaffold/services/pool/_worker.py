@@ -15,12 +15,14 @@ and answers with STARTED/RESULTS. It leaves on STOP only, so every rank leaves
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import deque
 
 from ..._backoff import Backoff
 from ...exceptions import JobPoolError, PoolInterrupted, WorkflowError
 from ._protocol import (
+    TAG_DUMP,
     TAG_TO_MAIN,
     TAG_TO_WORKER,
     Kind,
@@ -37,6 +39,8 @@ from ._wire import Inbox, Outbox, decode, encode, join, plain, split
 _FLUSH_EVERY = 0.02  # seconds: results (and starts) reach the main rank at least this often
 _STOP_WAIT = 5.0  # seconds a failed or interrupted worker waits for the main rank's STOP
 _END_OF_BATCH = None
+_DUMP_POLL = 0.2  # seconds between two looks for a DUMP (a thread; ~nothing of a core)
+_REPORT_DEDUP = 2.0  # seconds: a rank that just printed its report does not repeat it
 
 
 def worker_execute(pool, guard) -> None:
@@ -44,6 +48,12 @@ def worker_execute(pool, guard) -> None:
     comm, rank = pool._comm, pool.rank
     inbox = Inbox(comm, TAG_TO_WORKER, source=0)
     outbox = Outbox(comm, TAG_TO_MAIN)
+    # SIGUSR1 here: ask the main rank for every rank's report at once, even while a job
+    # holds this thread (a Python-level handler runs between the job's bytecodes, never
+    # inside an MPI call; its own outbox shares no list with the interrupted code).
+    reports = Outbox(comm, TAG_TO_MAIN)
+    guard.on_report = lambda: reports.send(0, encode(Kind.REPORT, rank))
+    dumps_wanted = _DumpListener(comm, guard)
     try:
         try:
             summary = _loop(pool, guard, inbox, outbox)
@@ -59,8 +69,37 @@ def worker_execute(pool, guard) -> None:
         if guard.interrupted:
             raise PoolInterrupted(rank, guard.signal_name)
     finally:
+        guard.on_report = None
+        dumps_wanted.stop()
         outbox.wait(bound=10.0)
+        reports.wait(bound=1.0)
     _raise_summary(summary)
+
+
+class _DumpListener:
+    """Prints this rank's report when the main rank asks (DUMP, on its own tag), even
+    while a job holds the main thread: a small thread polls a few times a second."""
+
+    def __init__(self, comm, guard):
+        self._comm = comm
+        self._guard = guard
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="neuroscaffold-report", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(_DUMP_POLL):
+            try:
+                message = self._comm.improbe(0, TAG_DUMP)
+            except Exception:
+                return
+            if message is not None:
+                message.recv()
+                self._guard.print_report(unless_within=_REPORT_DEDUP)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
 
 
 def _raise_summary(summary) -> None:
