@@ -59,14 +59,12 @@ class WritingRun:
 
     def finish(self, configuration: str) -> None:
         """Every rank, after the last pool: agree that every rank committed all its
-        work, then write the finished network. Interrupts wait for the end of both
-        (a second one does not): a rank that left now would leave the others inside a
-        collective."""
-        with _held_interrupts() as held:
+        work, then write the finished network. An interrupt now comes too late to save
+        anything: it is held back and dropped (a second one is not), since a rank that
+        left now would leave the others inside a collective, and every rank ends alike."""
+        with _held_interrupts():
             self.checkpoint()
             self.storage.merge(COLLECTIVES, configuration, connection_meta(self.network))
-        if held:
-            raise CompileInterrupted(f"interrupted: the network was complete already ({held[0]})")
 
     def abandon(self, error: BaseException) -> BaseException:
         """Stop writing after ``error``: commit what this rank finished, learn how the

@@ -83,15 +83,17 @@ def program() -> None:
 
     SIGTERM (a batch system's time limit, ``kill``) interrupts it like Ctrl-C, from the
     first moment: committed work is kept and every rank ends with the same line. Once
-    the command has ended, both are ignored: a signal that arrives while the
-    interpreter and MPI shut down would otherwise kill the process by the signal,
-    which ``mpiexec`` reports as a crash of the application.
+    the command's work is saved (:func:`work_saved`), both are ignored, so that every
+    rank ends alike; a signal that arrived while the interpreter and MPI shut down
+    would otherwise kill the process, which ``mpiexec`` reports as a crash.
     """
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+        if not _work_saved:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
     try:
         code = main()
     except KeyboardInterrupt:  # before the command could catch it (parsing arguments)
@@ -103,6 +105,16 @@ def program() -> None:
     sys.exit(code)
 
 
+_work_saved = False
+
+
+def work_saved() -> None:
+    """Called by a command once its result is on disk: from now on, a Ctrl-C or
+    SIGTERM to the program changes nothing (the program ends normally)."""
+    global _work_saved
+    _work_saved = True
+
+
 def _parallel() -> bool:
     """Whether this process is one rank of several, with MPI still running."""
     mpi = sys.modules.get("mpi4py.MPI")
@@ -112,13 +124,16 @@ def _parallel() -> bool:
 
 
 def _leave(code: int) -> None:
-    """End a rank of a run that failed or was interrupted, without ``MPI_Finalize``.
+    """End a rank of a run that failed or was interrupted.
 
-    After a failure the ranks may not all be where a clean finalize needs them (a
-    rank may have left a collective the others still wait in, and MPICH then waits,
-    or warns about what is still pending). Every rank first waits, a few seconds at
-    most, until every other rank is here too (so that the main rank has printed its
-    line), then leaves at once; ``mpiexec`` ends any rank that did not get here.
+    After a failure the ranks may not all be where ``MPI_Finalize`` needs them: a rank
+    may have left a collective the others still wait in. So every rank first waits, a
+    few seconds at most, until every other rank is here too (the main rank has then
+    printed its line). If they all came, the run ends normally, with the library's
+    own complaints at ``MPI_Finalize`` (communicators a broken pool could not free)
+    sent to ``/dev/null``: the run's error was said already, in one line. If one did
+    not come (it died, or hangs), this rank leaves without finalizing, and ``mpiexec``
+    ends the run.
     """
     from mpi4py import MPI
 
@@ -130,10 +145,16 @@ def _leave(code: int) -> None:
     request = MPI.COMM_WORLD.Ibarrier()
     deadline = time.monotonic() + 10
     pause = 1e-4
-    while not request.Test() and time.monotonic() < deadline:
+    while not request.Test():
+        if time.monotonic() > deadline:
+            os._exit(code)
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
-    os._exit(code)
+    try:
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 2)
+    except OSError:
+        pass
 
 
 def _reports_errors(args: argparse.Namespace) -> bool:

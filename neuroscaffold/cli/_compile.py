@@ -64,6 +64,7 @@ def _is_main() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import work_saved
     from ..config import Configuration
     from ..exceptions import StorageError
     from ..network import Network
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     network.compile(clear=args.clear, append=args.append, resume=args.resume,
                     quiet=args.quiet, listeners=listeners, force=args.force)
+    work_saved()  # the network is complete: a late Ctrl-C must not make this a failure
     elapsed = time.perf_counter() - start
     if MPI.get_rank() == 0:
         if args.trace is not None:

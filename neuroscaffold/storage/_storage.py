@@ -148,6 +148,7 @@ class HDF5Storage:
                 chunks.update(file.table("placement", name).chunks())
             connections = {}
             for name in file.names("connectivity"):
+                file.table("connectivity", name)  # checked against its data
                 meta = file.meta(name)
                 connections[name] = (meta.get("presynaptic"), meta.get("postsynaptic"),
                                      file.count("connectivity", name))
