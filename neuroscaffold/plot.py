@@ -129,12 +129,10 @@ def summarise_network(network: Any, max_points: int = MAX_POINTS, max_pairs: int
             continue
         pre_name = connections.presynaptic or strategy.presynaptic.name
         post_name = connections.postsynaptic or strategy.postsynaptic.name
-        pairs = connections.load_connections()
         pre, post = positions.get(pre_name), positions.get(post_name)
-        out_degree = np.bincount(pairs[:, 0], minlength=len(pre) if pre is not None else 0)
-        in_degree = np.bincount(pairs[:, 1], minlength=len(post) if post is not None else 0)
-        if len(pairs) > max_pairs:
-            pairs = pairs[rng.choice(len(pairs), max_pairs, replace=False)]
+        out_degree, in_degree, pairs = _degrees_and_sample(
+            connections, len(pre) if pre is not None else 0,
+            len(post) if post is not None else 0, max_pairs, rng)
         if pre is not None and post is not None and len(pairs):
             distances = np.linalg.norm(pre[pairs[:, 0]] - post[pairs[:, 1]], axis=1)
         else:
@@ -144,6 +142,37 @@ def summarise_network(network: Any, max_points: int = MAX_POINTS, max_pairs: int
                                         out_degree, in_degree, distances, radius, label))
         del pairs
     return summary
+
+
+def _degrees_and_sample(connections: Any, n_pre: int, n_post: int, max_pairs: int,
+                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Out- and in-degrees of every cell, and a uniform sample of at most ``max_pairs``
+    pairs, reading the set a slice at a time (memory bounded by the slice and the
+    cells, never by the number of connections)."""
+    total = len(connections)
+    wanted = np.sort(rng.choice(total, max_pairs, replace=False)) if total > max_pairs else None
+    out_degree = np.zeros(n_pre, dtype=np.int64)
+    in_degree = np.zeros(n_post, dtype=np.int64)
+    sample, start = [], 0
+    for pairs in connections.iter_connections():
+        out_degree = _add_counts(out_degree, pairs[:, 0])
+        in_degree = _add_counts(in_degree, pairs[:, 1])
+        if wanted is None:
+            sample.append(pairs)
+        else:
+            lo, hi = np.searchsorted(wanted, [start, start + len(pairs)])
+            sample.append(pairs[wanted[lo:hi] - start])
+        start += len(pairs)
+    picked = np.concatenate(sample) if sample else np.empty((0, 2), dtype=np.int64)
+    return out_degree, in_degree, picked
+
+
+def _add_counts(counts: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    found = np.bincount(indices, minlength=len(counts))
+    if len(found) > len(counts):
+        counts = np.concatenate([counts, np.zeros(len(found) - len(counts), dtype=np.int64)])
+    counts[: len(found)] += found
+    return counts
 
 
 def _radius_of(strategy: Any) -> tuple[float | None, str | None]:

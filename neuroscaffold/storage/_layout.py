@@ -258,6 +258,9 @@ class NetworkFile:
         except (OSError, ValueError, RuntimeError) as error:
             raise self._damaged(error) from None
 
+    def dataset(self, kind: str, name: str) -> h5py.Dataset:
+        return self._file[f"{kind}/{name}/{_DATA[kind]}"]
+
     def count(self, kind: str, name: str) -> int:
         return int(self._file[f"{kind}/{name}/{_DATA[kind]}"].shape[0])
 

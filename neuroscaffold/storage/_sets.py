@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -54,6 +54,11 @@ class ConnectivitySet:
     def load_connections(self) -> np.ndarray:
         """Every pair, ``(m, 2)`` int64, in postsynaptic chunk order (one read)."""
         return self._storage.read_connections(self.name)[0]
+
+    def iter_connections(self, rows: int = 1 << 20) -> Iterator[np.ndarray]:
+        """The pairs in the order of :meth:`load_connections`, ``rows`` at a time (one
+        read each): for sets too large to hold at once."""
+        return self._storage.iter_rows("connectivity", self.name, rows)
 
     def __len__(self) -> int:
         return self._count

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -132,6 +132,15 @@ class HDF5Storage:
             if name not in file.names("connectivity"):
                 raise StorageError(f"{self.path}: no connectivity set '{name}'")
             return file.data("connectivity", name), file.meta(name)
+
+    def iter_rows(self, kind: str, name: str, rows: int) -> Iterator[np.ndarray]:
+        """The rows of a set, ``rows`` at a time (one read each): bounded memory."""
+        with self._finished() as file:
+            if name not in file.names(kind):
+                raise StorageError(f"{self.path}: no {kind} set '{name}'")
+            dataset = file.dataset(kind, name)
+            for start in range(0, dataset.shape[0], rows):
+                yield dataset[start:start + rows]
 
     def connectivity_meta(self, name: str) -> tuple[int, dict[str, str]]:
         with self._finished() as file:

@@ -200,3 +200,12 @@ def test_show_during_a_compile_says_it_is_being_compiled(tmp_path, capsys):
             HDF5Storage(path).open_session("compile", network.configuration.to_json())
     finally:
         storage.release()
+
+
+def test_a_large_set_can_be_read_a_slice_at_a_time(tmp_path):
+    path = tmp_path / "net.hdf5"
+    Network(Configuration(two_layers()), path).compile(quiet=True)
+    connections = from_storage(path).get_connectivity_set("a_to_a")
+    slices = list(connections.iter_connections(rows=1000))
+    assert len(slices) == -(-len(connections) // 1000) and all(len(s) <= 1000 for s in slices)
+    assert np.array_equal(np.concatenate(slices), connections.load_connections())
