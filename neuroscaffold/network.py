@@ -17,7 +17,7 @@ from ._writing import WritingRun, on_main as _on_main, open_compile, open_pool_s
 from .config import Configuration
 from .exceptions import StorageError
 from .services.pool import JobPool
-from .plan import build_plan
+from .plan import build_plan, in_dependency_order
 from .storage import ConnectivitySet, HDF5Storage, PlacementSet
 
 __all__ = ["Network", "Scaffold", "from_storage"]
@@ -155,7 +155,7 @@ class Network:
                 with self.create_job_pool(quiet=quiet, workflow=workflow,
                                           listeners=tuple(listeners)) as pool:
                     if pool.is_main():
-                        pool.schedule(_in_dependency_order(section))
+                        pool.schedule(in_dependency_order(section))
                     pool.execute()
             workflow.next_phase()
             run.finish(configuration)
@@ -258,21 +258,3 @@ def _did_you_mean(name: Any, known: Iterable[str]) -> str:
 
     hint = difflib.get_close_matches(str(name), sorted(set(known)), n=1)
     return f" (did you mean '{hint[0]}'?)" if hint else ""
-
-
-def _in_dependency_order(section: dict) -> list:
-    """The nodes of ``section``, each after the nodes of its ``depends_on``."""
-    ordered: list = []
-    seen: set[int] = set()
-
-    def visit(node: Any) -> None:
-        if id(node) in seen:
-            return
-        seen.add(id(node))
-        for dependency in node.depends_on:
-            visit(dependency)
-        ordered.append(node)
-
-    for node in section.values():
-        visit(node)
-    return ordered

@@ -385,7 +385,7 @@ def _kind(strategy: Any) -> str:
     return reference.rsplit(".", 1)[-1]
 
 
-def _in_order(section: Any) -> list:
+def in_dependency_order(section: Any) -> list:
     """The strategies of ``section`` in the order a compile schedules them: each after
     those in its ``depends_on``."""
     ordered: list = []
@@ -446,7 +446,7 @@ def build_plan(network: Any, output: str | os.PathLike | None = None) -> Plan:
     exact = plan.chunks <= EXACT_CHUNKS  # else count chunks without building them
     volumes: dict[str, float] = {}
     placement_chunks: dict[str, tuple[set, int]] = {}
-    for strategy in _in_order(configuration.placement):
+    for strategy in in_dependency_order(configuration.placement):
         try:
             plan.strategies.append(_placement_plan(strategy, grid, exact))
             volume = sum(p.volume() for p in strategy.partitions)
@@ -459,7 +459,7 @@ def build_plan(network: Any, output: str | os.PathLike | None = None) -> Plan:
         for cell_type in strategy.cell_types:
             volumes[cell_type.name] = volumes.get(cell_type.name, 0.0) + volume
     cells = plan.cells
-    for strategy in _in_order(configuration.connectivity):
+    for strategy in in_dependency_order(configuration.connectivity):
         try:
             plan.strategies.append(_connectivity_plan(strategy, cells, volumes, grid, exact,
                                                       placement_chunks))

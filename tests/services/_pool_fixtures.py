@@ -3,20 +3,12 @@ listener, a fake configuration node with a ``pool_cache`` method, stream checks.
 
 from __future__ import annotations
 
-import re
-import threading
-import time
 from typing import Any, NamedTuple
 
 import pytest
 
 from neuroscaffold import (
-    JobCancelledError,
-    JobPoolError,
-    JobSchedulingError,
-    ListenerError,
     Network,
-    WorkflowError,
     pool_cache,
 )
 from neuroscaffold.services.pool import JobStatus, PoolProgressReason, PoolStatus

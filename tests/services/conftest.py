@@ -12,6 +12,7 @@ import pytest
 from neuroscaffold.services import _registry
 from neuroscaffold.services.mpi import IGNORE_VARIABLE, launcher_variables
 from tests._mpi import base_env
+from tests.services._pool_fixtures import network  # noqa: F401 (a fixture of the pool tests)
 
 
 @pytest.fixture

@@ -6,33 +6,21 @@ Nothing sleeps: orders are forced with events, pings run on a fake clock.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from typing import Any, NamedTuple
 
 import pytest
 
 from neuroscaffold import (
-    JobCancelledError,
-    JobPoolError,
-    JobSchedulingError,
-    ListenerError,
-    Network,
     WorkflowError,
-    pool_cache,
 )
-from neuroscaffold.services.pool import JobStatus, PoolProgressReason, PoolStatus
 
-from tests.services._pool_fixtures import (  # noqa: F401
-    network,
-    Event,
+from tests.services._pool_fixtures import (
     Recorder,
     LIFE,
     check_stream,
     workflow_message,
     Node,
-    cached_nodes,
     ADDED,
     CHANGE,
     POOL,
@@ -43,7 +31,6 @@ from tests.services._pool_fixtures import (  # noqa: F401
     SUCCESS,
     FAILED,
     CANCELLED,
-    ABORTED,
     SCHEDULING,
     EXECUTING,
     CLOSING,

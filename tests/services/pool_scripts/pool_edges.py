@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 from neuroscaffold.exceptions import JobPoolError, WorkflowError
