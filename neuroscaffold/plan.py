@@ -35,6 +35,7 @@ __all__ = [
     "StrategyPlan",
     "available_memory",
     "build_plan",
+    "in_dependency_order",
 ]
 
 #: Chunks of the network grid beyond which a compile is refused, ``--force`` or not
