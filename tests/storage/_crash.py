@@ -176,3 +176,17 @@ def library_noise(stderr: str) -> list[str]:
 
 def interrupted_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "interrupted" in line]
+
+
+def compile_reference(folder: Path) -> tuple[Path, list, float]:
+    """The example configuration written to ``folder``, the contents of its
+    uninterrupted serial compile, and how long that took (process start to end)."""
+    from neuroscaffold.storage import canonical_contents
+
+    config = write_config(folder)
+    out = folder / "reference.hdf5"
+    begin = time.monotonic()
+    outcome = run(compile_cmd(config, out), timeout=120)
+    elapsed = time.monotonic() - begin
+    assert outcome.returncode == 0, outcome.describe()
+    return config, canonical_contents(out), elapsed

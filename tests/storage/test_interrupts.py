@@ -19,6 +19,7 @@ import pytest
 
 from neuroscaffold.storage import canonical_contents
 from tests.storage._crash import (
+    compile_reference,
     HYDRA_ERROR,
     INTERRUPTED,
     compile_cmd,
@@ -29,7 +30,6 @@ from tests.storage._crash import (
     run,
     show,
     start,
-    write_config,
 )
 
 #: The line of an interrupt that came when the network was being merged.
@@ -41,15 +41,8 @@ AFTER_SIGNAL = 20.0
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The example configuration and the contents of its uninterrupted serial compile."""
-    folder = tmp_path_factory.mktemp("interrupt-reference")
-    config = write_config(folder)
-    out = folder / "reference.hdf5"
-    begin = time.monotonic()
-    outcome = run(compile_cmd(config, out), timeout=120)
-    elapsed = time.monotonic() - begin
-    assert outcome.returncode == 0, outcome.describe()
-    return config, canonical_contents(out), elapsed
+    """The example configuration, its uninterrupted serial compile, and its duration."""
+    return compile_reference(tmp_path_factory.mktemp("interrupt-reference"))
 
 
 def _wait_for(path: Path, proc, timeout: float = 30.0) -> bool:

@@ -19,6 +19,7 @@ import pytest
 
 from neuroscaffold.storage import canonical_contents
 from tests.storage._crash import (
+    compile_reference,
     compile_cmd,
     finish,
     kill_group,
@@ -26,7 +27,6 @@ from tests.storage._crash import (
     run,
     show,
     start,
-    write_config,
 )
 
 #: How long the other ranks (or orphans) may live on after a rank or mpiexec is killed.
@@ -35,16 +35,8 @@ AFTER_KILL = 20.0
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The example configuration and the contents of its uninterrupted serial compile,
-    and how long that took (process start to end)."""
-    folder = tmp_path_factory.mktemp("kill-reference")
-    config = write_config(folder)
-    out = folder / "reference.hdf5"
-    begin = time.monotonic()
-    outcome = run(compile_cmd(config, out), timeout=120)
-    elapsed = time.monotonic() - begin
-    assert outcome.returncode == 0, outcome.describe()
-    return config, canonical_contents(out), elapsed
+    """The example configuration, its uninterrupted serial compile, and its duration."""
+    return compile_reference(tmp_path_factory.mktemp("kill-reference"))
 
 
 def _clean(out: Path) -> None:
