@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -52,6 +53,7 @@ def world_from_mpi4py() -> WorldProxy:
 
 
 _hook_lock = threading.Lock()
+_FORWARD_SECONDS = 0.5  # before an abort: time for mpiexec to forward the error
 _hook_installed = False
 
 
@@ -85,6 +87,9 @@ def install_abort_hook(comm: Any) -> None:
             exc_type, KeyboardInterrupt
         ):
             return
+        # MPI_Abort makes mpiexec kill every process at once, and it may drop what a
+        # rank wrote last: give its launcher a moment to forward the error first.
+        time.sleep(_FORWARD_SECONDS)
         try:
             comm.Abort(1)
         finally:
