@@ -14,18 +14,10 @@ from neuroscaffold import (
 from neuroscaffold.services.pool import JobStatus, PoolProgressReason, PoolStatus
 
 
-ADDED = PoolProgressReason.JOB_ADDED
-CHANGE = PoolProgressReason.JOB_STATUS_CHANGE
-POOL = PoolProgressReason.POOL_STATUS_CHANGE
-PING = PoolProgressReason.MAX_TIMEOUT_PING
-PENDING, QUEUED, RUNNING = JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING
-SUCCESS, FAILED, CANCELLED, ABORTED = (
-    JobStatus.SUCCESS,
-    JobStatus.FAILED,
-    JobStatus.CANCELLED,
-    JobStatus.ABORTED,
+from tests.services._pool_names import (  # noqa: F401 (re-exported to the tests)
+    ABORTED, ADDED, CANCELLED, CHANGE, CLOSING, EXECUTING, FAILED, LIFE, PENDING, PING, POOL,
+    QUEUED, RUNNING, SCHEDULING, SUCCESS,
 )
-SCHEDULING, EXECUTING, CLOSING = PoolStatus.SCHEDULING, PoolStatus.EXECUTING, PoolStatus.CLOSING
 WAIT = 10.0  # seconds: bound of every wait on a threading.Event (a failure, not a hang)
 
 
@@ -78,7 +70,6 @@ class Recorder:
         return [(i, e.status) for i, e in enumerate(self.events) if e.reason is POOL]
 
 
-LIFE = [(ADDED, PENDING), (CHANGE, QUEUED), (CHANGE, RUNNING), (CHANGE, SUCCESS)]
 
 
 def check_stream(recorder: Recorder, jobs) -> None:

@@ -18,7 +18,10 @@ from collections import Counter
 from contextlib import contextmanager
 
 from neuroscaffold import MPI, Network, pool_cache
-from neuroscaffold.services.pool import JobStatus, PoolProgressReason, PoolStatus
+from tests.services._pool_names import (  # noqa: F401 (used by the scripts)
+    ABORTED, ADDED, CANCELLED, CHANGE, CLOSING, EXECUTING, FAILED, LIFE, PENDING, PING, POOL,
+    QUEUED, RUNNING, SCHEDULING, SUCCESS,
+)
 
 RANK = MPI.get_rank()
 SIZE = MPI.get_size()
@@ -27,19 +30,6 @@ STATE: dict = {}  # "pool": this rank's pool while a section runs
 COMPUTED: Counter = Counter()  # node name -> pool_cache computations on this rank
 WAIT = 20.0  # bound of every wait on a threading.Event: a failure, never a hang
 
-ADDED = PoolProgressReason.JOB_ADDED
-CHANGE = PoolProgressReason.JOB_STATUS_CHANGE
-POOL = PoolProgressReason.POOL_STATUS_CHANGE
-PING = PoolProgressReason.MAX_TIMEOUT_PING
-PENDING, QUEUED, RUNNING = JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING
-SUCCESS, FAILED, CANCELLED, ABORTED = (
-    JobStatus.SUCCESS,
-    JobStatus.FAILED,
-    JobStatus.CANCELLED,
-    JobStatus.ABORTED,
-)
-SCHEDULING, EXECUTING, CLOSING = PoolStatus.SCHEDULING, PoolStatus.EXECUTING, PoolStatus.CLOSING
-LIFE = [(ADDED, PENDING), (CHANGE, QUEUED), (CHANGE, RUNNING), (CHANGE, SUCCESS)]
 
 
 # --- reporting ---------------------------------------------------------------------------
