@@ -173,6 +173,7 @@ def open_compile(network: "Network", configuration: str, choice: str | None):
     storage = network.storage
     path = storage.path
     storage.parts.check_not_busy(path)
+    storage.parts.sweep()
     try:
         state = storage.state()
     except StorageError as error:
@@ -218,6 +219,7 @@ def open_compile(network: "Network", configuration: str, choice: str | None):
 def open_pool_session(storage: HDF5Storage, configuration: str):
     """Main rank: open the writing session of a pool opened on a network."""
     storage.parts.check_not_busy(storage.path)
+    storage.parts.sweep()
     state = storage.state()
     if storage.parts.exists():
         if storage.parts.manifest().get("mode") != "pool":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import json
 import os
 import re
@@ -179,7 +180,28 @@ class PartsDir:
             raise StorageError(f"{self.path / MANIFEST}: unreadable ({error})") from None
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove the directory. It is first renamed away in one step: a process killed
+        midway through the removal leaves a hidden leftover (swept by the next
+        session), never a parts directory that has lost its manifest or half its
+        journals and would be taken for an unfinished compile."""
+        trash = self.path.with_name(f".{self.path.name}.removing-{os.getpid()}")
+        try:
+            os.rename(self.path, trash)
+        except FileNotFoundError:
+            return
+        except OSError:  # cannot rename here: remove in place, the manifest first
+            trash = self.path
+            try:
+                os.unlink(self.path / MANIFEST)
+            except OSError:
+                pass
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def sweep(self) -> None:
+        """Remove what killed removals left behind (call only when no process writes
+        the network: a removal runs while its writer still holds the lock)."""
+        for leftover in self.path.parent.glob(f".{glob.escape(self.path.name)}.removing-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
     # --- shards ---------------------------------------------------------------------
 

@@ -172,3 +172,28 @@ def test_the_manifest_is_replaced_whole(parts):
     (parts.path / "manifest.json").write_text("{not json")
     with pytest.raises(StorageError, match=r"manifest\.json: unreadable"):
         parts.manifest()
+
+
+def test_a_removal_killed_midway_leaves_no_parts_directory(parts, monkeypatch):
+    """The end of a compile removes the parts; killed during that removal, it must not
+    leave a parts directory without its manifest or with half its journals (which
+    would be taken for an unfinished compile): the leftover is hidden and swept."""
+    writer = _writer(parts)
+    writer.write_job("s:0_0_0:100", [("placement", "a", "s", (0, 0, 0), _cells(2, 1.0))])
+    writer.close()
+
+    def killed(path, ignore_errors=False):
+        os.unlink(next(path.glob("*.journal")))  # part of the tree is gone, then death
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("neuroscaffold.storage._parts.shutil.rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        parts.remove()
+    monkeypatch.undo()
+    assert not parts.path.exists()
+    (leftover,) = parts.path.parent.glob(".net.hdf5.parts.removing-*")
+    assert (leftover / "manifest.json").exists()
+    parts.sweep()
+    assert not leftover.exists()
+    assert sorted(os.listdir(parts.path.parent)) == []
+    parts.remove()  # removing what is gone is not an error
