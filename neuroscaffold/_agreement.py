@@ -36,9 +36,9 @@ def agree(outcome: Outcome, timeout: float) -> Outcome:
     rank did not take part within ``timeout`` seconds."""
     from .services import MPI
 
-    comm = MPI.get_communicator()
-    if comm is None or comm.Get_size() == 1:
+    if MPI.get_size() == 1:
         return outcome
+    comm = MPI.get_communicator()
     from mpi4py import MPI as _MPI
 
     mine = np.array([int(outcome)], dtype=np.int64)
@@ -54,9 +54,9 @@ def share(value: Any, root: int = 0) -> Any:
     answered (a blocking broadcast would hold the rank in C until then)."""
     from .services import MPI
 
-    comm = MPI.get_communicator()
-    if comm is None or comm.Get_size() == 1:
+    if MPI.get_size() == 1:
         return value
+    comm = MPI.get_communicator()
     from mpi4py import MPI as _MPI
 
     mine = comm.Get_rank() == root
@@ -73,9 +73,9 @@ def collect(value: Any, root: int = 0) -> list[Any] | None:
     waited for without blocking in MPI (see :func:`share`)."""
     from .services import MPI
 
-    comm = MPI.get_communicator()
-    if comm is None or comm.Get_size() == 1:
+    if MPI.get_size() == 1:
         return [value]
+    comm = MPI.get_communicator()
     from mpi4py import MPI as _MPI
 
     size, mine = comm.Get_size(), comm.Get_rank() == root

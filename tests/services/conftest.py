@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from neuroscaffold.services import _registry
-from neuroscaffold.services.mpi import IGNORE_VARIABLE, launcher_variables
+from neuroscaffold.services.mpi import IGNORE_VARIABLE, launcher_variables, maybe_launched
 from tests._mpi import base_env
 from tests.services._pool_fixtures import network  # noqa: F401 (a fixture of the pool tests)
 
@@ -35,12 +35,14 @@ def _hide(folder: Path, module: str) -> None:
 
 @pytest.fixture
 def make_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
-    """Build a subprocess environment without MPI launcher variables, in which the
+    """Build a subprocess environment without MPI launcher variables (nor anything
+    that hints at one: see ``maybe_launched``), in which the
     modules named in ``hide`` fail to import as if not installed."""
 
     def make(hide: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
         env = base_env()
-        for name in [*launcher_variables(env), IGNORE_VARIABLE]:
+        hints = [name for name in env if maybe_launched({name: ""})]
+        for name in [*launcher_variables(env), *hints, IGNORE_VARIABLE]:
             env.pop(name, None)
         if hide:
             shims = tmp_path / f"hide-{'-'.join(hide)}"

@@ -16,7 +16,7 @@ from tests._mpi import run_script
 SCRIPTS = Path(__file__).parent / "scripts"
 
 
-def _expected(rank: int, size: int, emulated: bool) -> dict[str, str]:
+def _expected(rank: int, size: int, emulated: bool, eager: bool = True) -> dict[str, str]:
     last = size - 1
     own = f"ValueError: boom on {rank}"
     note = f" [raised on rank 0 of {size} inside try_main]"
@@ -25,8 +25,10 @@ def _expected(rank: int, size: int, emulated: bool) -> dict[str, str]:
         f"rank {last}: ValueError: boom on {last}"
     )
     return {
-        "import": f"mpi4py.MPI imported before use False, after {not emulated}",
+        # rank and size alone start MPI only if a launcher may have started the process
+        "import": f"mpi4py.MPI imported before use False, after {not emulated and eager}",
         "world": f"True True {'NoneType' if emulated else 'Intracomm'}",
+        "started": str(not emulated),
         "bcast": "from 0",
         "bcast root last": str(last),
         "gather": str(list(range(size))) if rank == 0 else "None",
@@ -51,13 +53,13 @@ def _expected(rank: int, size: int, emulated: bool) -> dict[str, str]:
     }
 
 
-def _check_world(result, size: int, emulated: bool) -> None:
+def _check_world(result, size: int, emulated: bool, eager: bool = True) -> None:
     assert result.returncode == 7, result.describe()
     for rank in range(size):
         lines = result.lines(f"R{rank} ")
         got = dict(line.split(": ", 1) for line in lines)
         assert len(got) == len(lines), result.describe()
-        assert got == _expected(rank, size, emulated), result.describe()
+        assert got == _expected(rank, size, emulated, eager), result.describe()
     assert len(result.stdout.splitlines()) == size * len(_expected(0, 1, emulated))
 
 
@@ -67,10 +69,15 @@ def test_emulator_world_without_mpi4py(make_env):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("n", [None, 2, 4], ids=["serial", "n2", "n4"])
+@pytest.mark.parametrize("n", [None, "hinted", 2, 4], ids=["serial", "serial-hinted", "n2", "n4"])
 def test_mpi4py_world(make_env, n):
-    result = run_script(SCRIPTS / "mpi_world.py", n=n, env=make_env(), timeout=60)
-    _check_world(result, n or 1, emulated=False)
+    """Serially, with nothing hinting at a launcher, MPI starts on first real use (a
+    serial run never pays for it); with a hint (here ``MPI_HOME``), or under mpiexec,
+    at once."""
+    env = make_env(MPI_HOME="/opt/mpi") if n == "hinted" else make_env()
+    ranks = n if isinstance(n, int) else None
+    result = run_script(SCRIPTS / "mpi_world.py", n=ranks, env=env, timeout=60)
+    _check_world(result, ranks or 1, emulated=False, eager=n is not None)
 
 
 # --- in-process, one rank: the same helpers on the emulator and on the proxy --------

@@ -14,6 +14,7 @@ from neuroscaffold.services.mpi._guard import (
     _LAUNCHER_VARIABLES,
     check_launcher,
     launcher_variables,
+    maybe_launched,
 )
 from tests._mpi import run_script
 
@@ -50,6 +51,26 @@ def test_launcher_variables_are_detected(name):
 def test_lookalikes_are_not_detected(name):
     assert launcher_variables({name: "1"}) == []
     check_launcher({name: "1"})
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(_LAUNCHER_VARIABLES) + [
+        "MPI_HOME", "MPICC", "I_MPI_ROOT", "OMPI_MCA_btl", "PMIX_MCA_gds", "CRAY_MPICH_DIR",
+        "HYDRA_HOST_FILE", "SLURM_STEP_ID", "SLURM_PROCID", "PALS_RANKID", "ALPS_APP_PE",
+        "PBS_JOBID", "LSB_JOBID",
+    ],
+)
+def test_anything_that_hints_at_a_launcher_starts_mpi_at_once(name):
+    """With mpi4py installed, MPI is started only on first use when nothing hints at a
+    launcher; any hint (a false alarm only costs MPI's start-up) starts it at once."""
+    assert maybe_launched({name: "1", "HOME": "/root"})
+
+
+@pytest.mark.parametrize("name", ["COMPILER_PATH", "CMAKE_C_COMPILER", "HOME", "SLURM_CONF",
+                                  "NEUROSCAFFOLD_IGNORE_PARALLEL", "PYTHONPATH"])
+def test_a_laptop_environment_is_not_taken_for_a_launcher(name):
+    assert not maybe_launched({name: "1"})
 
 
 @given(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .._registry import FallbackProvider
 from ._base import CommHelpers, ParallelError
 from ._emulator import WorldEmulator
-from ._guard import IGNORE_VARIABLE, check_launcher, launcher_variables
+from ._guard import IGNORE_VARIABLE, check_launcher, launcher_variables, maybe_launched
 from ._world import WorldProxy, world_from_mpi4py
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "WorldEmulator",
     "WorldProxy",
     "launcher_variables",
+    "maybe_launched",
 ]
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from ...exceptions import DependencyError
 
-__all__ = ["IGNORE_VARIABLE", "check_launcher", "launcher_variables"]
+__all__ = ["IGNORE_VARIABLE", "check_launcher", "launcher_variables", "maybe_launched"]
 
 IGNORE_VARIABLE = "NEUROSCAFFOLD_IGNORE_PARALLEL"
 
@@ -74,3 +74,33 @@ def check_launcher(environ: Mapping[str, str] | None = None) -> None:
             "its own; install the mpi extra: pip install 'neuroscaffold[mpi]' "
             f"(or set {IGNORE_VARIABLE}=1 to run each process on its own anyway)"
         )
+
+
+# Broad on purpose: a false alarm only costs starting MPI in a serial run, while a
+# missed launcher would make every rank believe it is alone.
+_HINT_PREFIXES = ("SLURM_STEP", "SLURM_PROCID", "ALPS_APP", "PALS_", "LSB_JOBID", "PBS_")
+
+
+def _hints_at_mpi(name: str) -> bool:
+    """A word of ``name`` (split at ``_``) that begins or ends with ``MPI`` (``MPICH_``,
+    ``I_MPI_``, ``OMPI_``, ``CRAY_MPICH``), or begins with ``PMI`` or ``HYD`` (process
+    managers); not words that merely contain the letters (``COMPILER_PATH``)."""
+    return any(
+        word.startswith(("MPI", "PMI", "HYD")) or word.endswith("MPI")
+        for word in name.upper().split("_")
+    )
+
+
+def maybe_launched(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether anything in ``environ`` hints that a launcher or a batch system may
+    have started this process: an exact launcher variable, a variable of MPI or of a
+    process manager, of a Slurm job step, Cray ALPS/PALS, LSF or PBS.
+
+    When it says no, mpi4py is not asked to start MPI until it is really used: the
+    process is alone in its world.
+    """
+    environ = os.environ if environ is None else environ
+    return any(
+        name in _LAUNCHER_VARIABLES or name.startswith(_HINT_PREFIXES) or _hints_at_mpi(name)
+        for name in environ
+    )

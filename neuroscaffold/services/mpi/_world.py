@@ -6,9 +6,10 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 from ._base import CommHelpers, exit_now
+from ._guard import maybe_launched
 
 __all__ = ["WorldProxy"]
 
@@ -18,38 +19,79 @@ class WorldProxy(CommHelpers):
 
     mpi4py methods and attributes (``Get_rank``, ``Barrier``, ``bcast``, ``Abort``,
     ``Dup``, ...) are forwarded to the wrapped communicator unchanged.
+
+    A proxy made with ``start`` instead of a communicator stands for a process that no
+    MPI launcher started, whose world is itself alone: it answers rank 0 of 1 without
+    starting MPI, and calls ``start()`` (which starts MPI and returns ``COMM_WORLD``)
+    on the first real use: :meth:`get_communicator` or any mpi4py method. A serial
+    run thus never pays MPI's start-up (loading libmpi and ``MPI_Init``: about 0.2 s).
     """
 
-    def __init__(self, comm: Any):
+    def __init__(self, comm: Any = None, start: Callable[[], Any] | None = None):
+        if (comm is None) == (start is None):
+            raise TypeError("WorldProxy takes a communicator or a start function")
         self._comm = comm
+        self._start = start
+        self._start_lock = threading.Lock()
+
+    def _world(self) -> Any:
+        comm = self._comm
+        if comm is None:
+            with self._start_lock:
+                if self._comm is None:
+                    assert self._start is not None
+                    self._comm = self._start()
+                comm = self._comm
+        return comm
 
     def get_communicator(self) -> Any:
-        return self._comm
+        return self._world()
 
-    def Abort(self, errorcode: int = 0) -> None:
+    def Get_rank(self) -> int:  # noqa: N802 (mpi4py's name)
+        return 0 if self._comm is None else self._comm.Get_rank()
+
+    def Get_size(self) -> int:  # noqa: N802 (mpi4py's name)
+        return 1 if self._comm is None else self._comm.Get_size()
+
+    def Abort(self, errorcode: int = 0) -> None:  # noqa: N802 (mpi4py's name)
         """``MPI_Abort`` on the world; this rank ends here even if the call returns
         (MPICH's can: seen with the PyPI mpich 4 wheel, where it merely asks the
-        launcher to kill the job)."""
-        self._comm.Abort(errorcode)
+        launcher to kill the job). A world never started has nothing to abort."""
+        if self._comm is not None:
+            self._comm.Abort(errorcode)
         exit_now(errorcode)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "_comm":
+        if name in ("_comm", "_start", "_start_lock"):
             raise AttributeError(name)
-        return getattr(self._comm, name)
+        return getattr(self._world(), name)
 
     def __repr__(self) -> str:
+        if self._comm is None:
+            return "<MPI world proxy of this process alone (MPI not started yet)>"
         return f"<MPI world proxy of {self._comm!r}>"
 
 
 def world_from_mpi4py() -> WorldProxy:
-    """Provider: wrap mpi4py's ``COMM_WORLD``; importing ``mpi4py.MPI`` starts MPI."""
+    """Provider: wrap mpi4py's ``COMM_WORLD``.
+
+    Under a launcher, importing ``mpi4py.MPI`` starts MPI here. Otherwise the world is
+    this process alone, and MPI starts on first real use (see :class:`WorldProxy`).
+    """
+    import mpi4py  # noqa: F401  (cheap: raises ImportError without mpi4py; MPI is not started)
+
+    if not maybe_launched():
+        return WorldProxy(start=_start_mpi)
+    world = WorldProxy(_start_mpi())
+    if world.Get_size() > 1:
+        install_abort_hook(world.get_communicator())
+    return world
+
+
+def _start_mpi() -> Any:
     from mpi4py import MPI
 
-    world = WorldProxy(MPI.COMM_WORLD)
-    if MPI.COMM_WORLD.Get_size() > 1:
-        install_abort_hook(MPI.COMM_WORLD)
-    return world
+    return MPI.COMM_WORLD
 
 
 _hook_lock = threading.Lock()

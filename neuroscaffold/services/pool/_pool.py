@@ -148,7 +148,9 @@ class JobPool:
         self.workflow = workflow
         self.fail_fast = fail_fast
         self.main_executes = main_executes
-        base = comm if comm is not None else MPI.get_communicator()
+        # a world of one never needs MPI started (see the MPI service)
+        base = comm if comm is not None else (
+            MPI.get_communicator() if MPI.get_size() > 1 else None)
         if base is not None and base.Get_size() > 1:
             from ._dispatch import duplicate
 

@@ -58,6 +58,7 @@ def try_main(fail_on, error=ValueError):
 
 out("import", f"mpi4py.MPI imported before use {before_use}, after {'mpi4py.MPI' in sys.modules}")
 out("world", f"{MPI.Get_rank() == rank} {MPI.Get_size() == size} {type(MPI.get_communicator()).__name__}")
+out("started", str("mpi4py.MPI" in sys.modules))
 out("bcast", MPI.bcast(f"from {rank}"))
 out("bcast root last", MPI.bcast(rank, root=last))
 out("gather", MPI.gather(rank))
