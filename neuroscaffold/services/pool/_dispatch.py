@@ -62,6 +62,7 @@ _MIN_AHEAD = 2
 _INLINE_SECONDS = 0.001  # jobs known to be cheaper than this run in the dispatcher itself
 _INLINE_ALL_SECONDS = 0.0002  # when all ready work is below this, skip the round trips
 _DISPATCH_WAIT_MAX = 0.005  # the longest nap of a dispatcher idle for long (~100 ms)
+_NAP_MAX = 0.02  # the longest nap of a dispatcher whose ranks are all fed (see ``nap``)
 _REPORT_DEDUP = 2.0  # seconds: a rank that just printed its report does not repeat it
 _SERIAL_BATCH = 64  # serially, jobs taken from the ledger at a time
 _MAX_FUNCTIONS = 1024  # function tables (per pool, per worker) are reset past this
@@ -384,14 +385,38 @@ class _Dispatcher:
                 self.look_for_stalls()
             if busy:
                 backoff.reset()
-            elif local is not None and local.in_flight:
+                continue
+            delay = backoff.next_delay(limit)
+            nap = self.nap()
+            if nap is not None and nap > delay:
+                delay = nap if limit is None else min(nap, max(limit, delay))
+            if local is not None and local.in_flight:
                 if not local.alive() and not local.done:
                     raise JobPoolError("the main rank's job thread ended unexpectedly")
                 # The local executor sets this event as soon as it has results.
-                local.wake.wait(backoff.next_delay(limit))
+                local.wake.wait(delay)
                 local.wake.clear()
             else:
-                backoff.sleep(limit)
+                time.sleep(delay)
+
+    def nap(self) -> float | None:
+        """How long an idle dispatcher may sleep while every other rank is fed: half the
+        work, by the mean job duration, that the least-fed of them still holds (at most
+        ``_NAP_MAX``); None when none of them holds any.
+
+        Polling faster only burns the CPU of the main rank's own job thread (they share
+        a core): results that come meanwhile wait in MPI's queue, and the main rank's
+        executor wakes the dispatcher itself as soon as it has results.
+        """
+        mean = self.mean
+        if mean is None:
+            return None
+        least = 0
+        for target in self.ranks:
+            held = len(target.jobs)
+            if held and (not least or held < least):
+                least = held
+        return min(_NAP_MAX, 0.5 * least * mean) if least else None
 
     def finished(self) -> bool:
         ledger = self.ledger
