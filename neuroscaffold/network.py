@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ._allocator import tune_allocator
 from ._writing import WritingRun, on_main as _on_main, open_compile, open_pool_session
 from .config import Configuration
 from .exceptions import StorageError
@@ -133,6 +134,7 @@ class Network:
         """
         from .services.pool import Workflow
 
+        tune_allocator()  # jobs reuse heap memory instead of faulting in fresh pages
         chosen = [name for name, on in (("clear", clear), ("append", append),
                                         ("resume", resume)) if on]
         if len(chosen) > 1:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
+from collections import deque
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -58,6 +58,10 @@ class BlockTable:
         self._by_chunk: dict[tuple, list[int]] = {}
         for number, block in enumerate(self.blocks):
             self._by_chunk.setdefault(block.chunk, []).append(number)
+        # Each block's key in :data:`recent_blocks`, so that a read looks its blocks up
+        # in one pass of C code rather than block by block in Python.
+        self.keys = np.fromiter((recent_blocks.key(b.path, b.offset) for b in self.blocks),
+                                dtype=np.int64, count=len(self.blocks))
 
     def __len__(self) -> int:
         """The number of rows."""
@@ -84,13 +88,28 @@ class BlockTable:
         return sorted(n for chunk in wanted for n in self._by_chunk.get(chunk, ()))
 
     def read(self, numbers: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """The rows of blocks ``numbers`` and each row's index in the set, with one
-        ``pread`` per block."""
+        """The rows of blocks ``numbers`` and each row's index in the set.
+
+        Blocks read recently by this process come from :data:`recent_blocks`; the
+        others are read with one ``pread`` each, and kept there.
+        """
         numbers = np.asarray(numbers, dtype=np.int64)
         counts = self.counts[numbers]
         total = int(counts.sum())
-        rows = np.empty((total, self.width), dtype=self.dtype)
-        read_rows(rows, [self.blocks[n] for n in numbers.tolist()], self.row_bytes)
+        if total:
+            full = numbers[counts > 0]
+            keys = self.keys[full].tolist()
+            pieces = list(map(recent_blocks.get, keys))
+            for at in [at for at, piece in enumerate(pieces) if piece is None]:
+                block = self.blocks[int(full[at])]
+                piece = np.empty((block.count, self.width), dtype=self.dtype)
+                read_rows(piece, [block], self.row_bytes)
+                piece.flags.writeable = False  # shared by later reads
+                recent_blocks.put(keys[at], piece)
+                pieces[at] = piece
+            rows = np.concatenate(pieces)
+        else:
+            rows = np.empty((0, self.width), dtype=self.dtype)
         # row r of block n is set row starts[n] + r
         first_out = np.cumsum(counts) - counts
         indices = np.arange(total, dtype=np.int64) + np.repeat(self.starts[numbers] - first_out,
@@ -104,66 +123,69 @@ class BlockTable:
 
 
 class _RecentBlocks:
-    """The bytes of the blocks this process read last, up to :data:`CACHE_BYTES`.
+    """The blocks this process read last (as read-only arrays), up to
+    :data:`CACHE_BYTES`; the oldest stored goes first.
 
     Neighbouring connectivity jobs read mostly the same chunks (a distance rule reads
     the chunks around its own), so most reads are served from here. Bounded, so that
     no rank's memory grows with the network. Stored blocks never change while they are
-    readable: a block is its file and offset.
+    readable: a block is its file and offset, which :meth:`key` makes one integer.
+    Lookups take no lock (a dict lookup is atomic in CPython); storing does.
     """
+
+    _OFFSET_BITS = 44  # 16 TB per file
 
     def __init__(self, limit: int):
         self.limit = limit
         self.size = 0
-        self._blocks: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
+        self._blocks: dict[int, np.ndarray] = {}
+        self._order: deque[int] = deque()
+        self._files: dict[str, int] = {}
         self._lock = threading.Lock()
+        self.get = self._blocks.get
 
-    def get(self, key: tuple[str, int, int]) -> bytes | None:
-        with self._lock:
-            found = self._blocks.get(key)
-            if found is not None:
-                self._blocks.move_to_end(key)
-            return found
+    def key(self, path: str, offset: int) -> int:
+        """The key of the block at ``offset`` of ``path``."""
+        number = self._files.get(path)
+        if number is None:
+            with self._lock:
+                number = self._files.setdefault(path, len(self._files))
+        return (number << self._OFFSET_BITS) | offset
 
-    def put(self, key: tuple[str, int, int], data: bytes) -> None:
-        if len(data) > self.limit // 8:
+    def put(self, key: int, block: np.ndarray) -> None:
+        if block.nbytes > self.limit // 8:
             return
         with self._lock:
             if key in self._blocks:
                 return
-            self._blocks[key] = data
-            self.size += len(data)
+            self._blocks[key] = block
+            self._order.append(key)
+            self.size += block.nbytes
             while self.size > self.limit:
-                _, old = self._blocks.popitem(last=False)
-                self.size -= len(old)
+                self.size -= self._blocks.pop(self._order.popleft()).nbytes
 
     def clear(self) -> None:
         with self._lock:
             self._blocks.clear()
+            self._order.clear()
+            self._files.clear()
             self.size = 0
 
 
-#: Bytes of recently read blocks kept per process.
+#: Recently read blocks kept per process, at most this many bytes.
 CACHE_BYTES = 32 << 20
 recent_blocks = _RecentBlocks(CACHE_BYTES)
 
 
 def read_rows(out: np.ndarray, blocks: Sequence[Block], row_bytes: int) -> None:
-    """Fill ``out`` with the rows of ``blocks``, one after the other."""
+    """Fill ``out`` with the rows of ``blocks``, one after the other (one ``pread``
+    per block)."""
     view = memoryview(out.reshape(-1).view(np.uint8))
     at = 0
     descriptors: dict[str, int] = {}
     try:
         for block in blocks:
             size = block.count * row_bytes
-            if not size:
-                continue
-            key = (block.path, block.offset, size)
-            cached = recent_blocks.get(key)
-            if cached is not None:
-                view[at:at + size] = cached
-                at += size
-                continue
             fd = descriptors.get(block.path)
             if fd is None:
                 fd = descriptors[block.path] = os.open(block.path, os.O_RDONLY)
@@ -174,7 +196,6 @@ def read_rows(out: np.ndarray, blocks: Sequence[Block], row_bytes: int) -> None:
                     raise OSError(f"{block.path}: {size} bytes expected at byte "
                                   f"{block.offset}, the file is shorter")
                 done += got
-            recent_blocks.put(key, bytes(view[at:at + size]))
             at += size
     finally:
         for fd in descriptors.values():
