@@ -92,11 +92,9 @@ def chunk_indices_in_box(lo, hi, size: Sequence[float]) -> np.ndarray:
     first = np.floor(np.divide(lo, size)).astype(np.int64)
     last = np.ceil(np.divide(hi, size)).astype(np.int64)
     extent = np.maximum(last - first, 0)
-    if not np.all(extent):
+    if not np.all(extent) or np.any(np.less_equal(hi, lo)):  # no volume: no chunk
         return np.empty((0, 3), dtype=np.int64)
-    axes = [np.arange(first[a], last[a], dtype=np.int64) for a in range(3)]
-    grid = np.meshgrid(*axes, indexing="ij")
-    return np.stack([g.ravel() for g in grid], axis=1)
+    return np.ascontiguousarray(np.indices(tuple(extent.tolist()), dtype=np.int64).reshape(3, -1).T + first)
 
 
 def chunks_in_box(lo, hi, size: Sequence[float]) -> list[Chunk]:

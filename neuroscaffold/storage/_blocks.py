@@ -83,8 +83,9 @@ class BlockTable:
         if chunks is None:
             return list(range(len(self.blocks)))
         if isinstance(chunks, np.ndarray):
-            chunks = chunks.tolist()
-        wanted = {tuple(int(v) for v in chunk) for chunk in chunks}
+            wanted = set(map(tuple, chunks.astype(np.int64).reshape(-1, 3).tolist()))
+        else:
+            wanted = {tuple(int(v) for v in chunk) for chunk in chunks}
         return sorted(n for chunk in wanted for n in self._by_chunk.get(chunk, ()))
 
     def read(self, numbers: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from neuroscaffold import Configuration, Network, PlacementStrategy, PoolProgressReason, config
 from neuroscaffold.placement import Chunk
-from neuroscaffold.chunks import apportion, chunks_in_box
+from neuroscaffold.chunks import apportion, chunk_indices_in_box, chunks_in_box
 from neuroscaffold.services.pool import JobStatus
 from tests.config._models import two_layers
 
@@ -43,6 +43,23 @@ def test_chunks_in_box_are_those_with_volume_inside():
     assert chunk.key == "1_-1_0" and str(chunk) == "(1, -1, 0)"
     assert [c.index for c in Chunk((1, 0, 0), (20, 10, 10)).subchunks((10, 10, 10))] == [
         (2, 0, 0), (3, 0, 0)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(-300, 300), min_size=3, max_size=3),
+       st.lists(st.floats(0, 200), min_size=3, max_size=3),
+       st.lists(st.sampled_from([7.0, 20.0, 50.0]), min_size=3, max_size=3))
+def test_chunk_indices_in_box_are_every_chunk_with_volume_inside(lo, extent, size):
+    """Against testing every chunk of a wide neighbourhood one by one."""
+    lo, hi = np.array(lo), np.array(lo) + np.array(extent)
+    found = chunk_indices_in_box(lo, hi, size)
+    assert found.dtype == np.int64 and found.shape[1:] == (3,) and found.flags.c_contiguous
+    ranges = [range(int(np.floor(lo[a] / size[a])) - 2, int(np.ceil(hi[a] / size[a])) + 2)
+              for a in range(3)]
+    expected = [(i, j, k) for i in ranges[0] for j in ranges[1] for k in ranges[2]
+                if all(min(hi[a], (c + 1) * size[a]) - max(lo[a], c * size[a]) > 0
+                       for a, c in enumerate((i, j, k)))]
+    assert [tuple(c) for c in found.tolist()] == expected  # in index order
 
 
 def test_indicators_spread_a_density_or_a_count_over_the_chunks(tmp_path):
