@@ -19,9 +19,11 @@ class AllToAll(ConnectionStrategy):
     """Every presynaptic cell to every postsynaptic cell."""
 
     def connect(self, pre: CellSelection, post: CellSelection) -> np.ndarray:
-        pre_local, post_local = np.meshgrid(np.arange(len(pre)), np.arange(len(post)),
-                                            indexing="ij")
-        return np.column_stack([pre_local.ravel(), post_local.ravel()])
+        # post-major, pre within: the stored (post, pre) order, so nothing is sorted
+        pairs = np.empty((len(post), len(pre), 2), dtype=np.int64)
+        pairs[:, :, 0] = np.arange(len(pre))
+        pairs[:, :, 1] = np.arange(len(post))[:, None]
+        return pairs.reshape(-1, 2)
 
 
 @config.node

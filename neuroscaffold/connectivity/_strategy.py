@@ -105,8 +105,9 @@ class ConnectionStrategy(ChunkedStrategy):
         if self.presynaptic.name == self.postsynaptic.name and not self.autapses:
             keep = pairs[:, 0] != pairs[:, 1]
             pairs, slot_of_pair = pairs[keep], slot_of_pair[keep]
-        blocks = [("connectivity", self.name, "", index, rows)
-                  for index, rows in _by_post_chunk(pairs, slot_of_pair, post_chunks).items()]
+        spans = (len(cells[self.presynaptic.name]), len(cells[self.postsynaptic.name]))
+        blocks = [("connectivity", self.name, "", index, rows) for index, rows in
+                  _by_post_chunk(pairs, slot_of_pair, post_chunks, spans).items()]
         network.storage.writer().write_job(job_key(self, chunk), blocks)
 
     def connect(self, pre: CellSelection, post: CellSelection) -> np.ndarray:
@@ -124,17 +125,24 @@ def _slots(cell_chunks: np.ndarray, chunks: list) -> np.ndarray:
     return np.array([slot[tuple(c)] for c in unique.tolist()], dtype=np.int64)[inverse.ravel()]
 
 
-def _by_post_chunk(pairs: np.ndarray, slot_of_pairs: np.ndarray, chunks: list) -> dict:
+def _by_post_chunk(pairs: np.ndarray, slot_of_pairs: np.ndarray, chunks: list,
+                   spans: tuple[int, int] | None = None) -> dict:
     """``pairs`` split by the chunk of their postsynaptic cell (``slot_of_pairs``: its
     position in ``chunks``), each sorted by (post, pre): the stored order never depends
-    on how a strategy found them."""
+    on how a strategy found them. ``spans``: bounds of the pre and post indices (the
+    sizes of the sets), when known."""
     if not len(pairs):
         return {chunk: pairs for chunk in chunks}
-    pre_span, post_span = int(pairs[:, 0].max()) + 1, int(pairs[:, 1].max()) + 1
+    if spans is None:
+        spans = (int(pairs[:, 0].max()) + 1, int(pairs[:, 1].max()) + 1)
+    pre_span, post_span = spans
     if len(chunks) * post_span * pre_span < 2**62:
         # one key: (slot, post, pre) packed into an int64; strategies often return
         # their pairs in this order already, which costs one comparison to see
-        key = (slot_of_pairs * post_span + pairs[:, 1]) * pre_span + pairs[:, 0]
+        key = pairs[:, 1] * pre_span
+        key += pairs[:, 0]
+        if len(chunks) > 1:
+            key += slot_of_pairs * (post_span * pre_span)
         order = None if np.all(key[1:] >= key[:-1]) else np.argsort(key)
     else:
         order = np.lexsort((pairs[:, 0], pairs[:, 1], slot_of_pairs))
