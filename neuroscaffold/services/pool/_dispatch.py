@@ -63,6 +63,7 @@ _INLINE_SECONDS = 0.001  # jobs known to be cheaper than this run in the dispatc
 _INLINE_ALL_SECONDS = 0.0002  # when all ready work is below this, skip the round trips
 _DISPATCH_WAIT_MAX = 0.005  # the longest nap of a dispatcher idle for long (~100 ms)
 _NAP_MAX = 0.02  # the longest nap of a dispatcher whose ranks are all fed (see ``nap``)
+_DOZE_SLICE = 0.001  # within a nap, how often it looks for a message (a cheap probe)
 _REPORT_DEDUP = 2.0  # seconds: a rank that just printed its report does not repeat it
 _SERIAL_BATCH = 64  # serially, jobs taken from the ledger at a time
 _MAX_FUNCTIONS = 1024  # function tables (per pool, per worker) are reset past this
@@ -389,7 +390,8 @@ class _Dispatcher:
             delay = backoff.next_delay(limit)
             nap = self.nap()
             if nap is not None and nap > delay:
-                delay = nap if limit is None else min(nap, max(limit, delay))
+                self.doze(nap if limit is None else min(nap, max(limit, delay)))
+                continue
             if local is not None and local.in_flight:
                 if not local.alive() and not local.done:
                     raise JobPoolError("the main rank's job thread ended unexpectedly")
@@ -398,6 +400,25 @@ class _Dispatcher:
                 local.wake.clear()
             else:
                 time.sleep(delay)
+
+    def doze(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, waking within ``_DOZE_SLICE`` when a message waits
+        (a rank may have run dry sooner than the mean job duration said), at once when
+        the local executor has results, and for a signal."""
+        local, inbox, guard = self.local, self.inbox, self.guard
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if local is not None and local.in_flight:
+                if local.wake.wait(min(left, _DOZE_SLICE)):
+                    local.wake.clear()
+                    return
+            else:
+                time.sleep(min(left, _DOZE_SLICE))
+            if (inbox is not None and inbox.waiting()) or guard.signal_name is not None:
+                return
 
     def nap(self) -> float | None:
         """How long an idle dispatcher may sleep while every other rank is fed: half the

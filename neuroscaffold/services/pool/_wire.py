@@ -98,6 +98,10 @@ class Inbox:
         self.tag = tag
         self.source = MPI.ANY_SOURCE if source is None else source
 
+    def waiting(self) -> bool:
+        """Whether a message waits (it stays in the queue)."""
+        return self.comm.Iprobe(self.source, self.tag)
+
     def poll(self):
         """``(source, buffer)`` of the next message, or None when there is none yet."""
         status = self._status
