@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ._backoff import Backoff
+
 __all__ = ["COLLECTIVES", "Outcome", "agree", "collect", "share"]
 
 
@@ -96,15 +98,19 @@ def collect(value: Any, root: int = 0) -> list[Any] | None:
     return [pickle.loads(view[a:a + n]) for a, n in zip(displacements.tolist(), lengths.tolist())]
 
 
+#: the longest pause between two tests of a collective: a step of the merge waits at
+#: most this long after the others arrived (it took up to 10 ms, six times per merge)
+_WAIT_MAX = 0.001
+
+
 def _wait(request: Any, timeout: float | None) -> bool:
     """Poll ``request`` with a bounded back-off; False if ``timeout`` passed first."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    pause = 5e-5
+    backoff = Backoff(tmax=_WAIT_MAX)
     while not request.Test():
         if deadline is not None and time.monotonic() > deadline:
             return False
-        time.sleep(pause)
-        pause = min(pause * 2, 0.01)
+        backoff.sleep()
     return True
 
 

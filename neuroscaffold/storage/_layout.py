@@ -168,7 +168,7 @@ def create_network_file(path: Path, configuration: str, tables: dict[tuple[str, 
             number = {strategy: n for n, strategy in enumerate(strategies)}
             rows = np.zeros(len(table.blocks), dtype=BLOCK_DTYPE)
             if table.blocks:
-                rows["chunk"] = [block.chunk for block in table.blocks]
+                rows["chunk"] = table.chunk_array
                 rows["strategy"] = [number[block.strategy] for block in table.blocks]
                 rows["count"] = table.counts
             group.create_dataset("blocks", data=rows)
