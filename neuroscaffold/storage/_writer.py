@@ -96,8 +96,10 @@ class ShardWriter:
     def close(self) -> None:
         """Commit, stop the committer and close the files."""
         self._stop.set()
-        if self._committer is not None and self._committer is not threading.current_thread():
-            self._committer.join()
+        committer = self._committer
+        if (committer is not None and committer.ident is not None
+                and committer is not threading.current_thread()):
+            committer.join()
         try:
             self._commit()
             self._check()
@@ -119,9 +121,12 @@ class ShardWriter:
             # Truncated: an earlier process of this attempt number never committed.
             self._data_fd = os.open(self.data, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             self._offset = 0
-            self._committer = threading.Thread(target=self._commit_regularly, daemon=True,
-                                               name=f"commit {self.data.name}")
-            self._committer.start()
+            # Started before it is kept: a Ctrl-C between the two must not leave a
+            # thread that ``close`` would join unstarted (the thread stops by itself).
+            committer = threading.Thread(target=self._commit_regularly, daemon=True,
+                                         name=f"commit {self.data.name}")
+            committer.start()
+            self._committer = committer
 
     def _make_room(self, size: int) -> None:
         stats = os.fstatvfs(self._data_fd)

@@ -197,3 +197,25 @@ def test_a_removal_killed_midway_leaves_no_parts_directory(parts, monkeypatch):
     assert not leftover.exists()
     assert sorted(os.listdir(parts.path.parent)) == []
     parts.remove()  # removing what is gone is not an error
+
+
+def test_an_interrupt_while_the_committer_starts_does_not_break_close(parts, monkeypatch):
+    """A Ctrl-C that comes as the first write starts the commit thread (seen in the
+    interrupt tests): ``close`` still commits and ends, with no 'cannot join thread'."""
+    import threading
+
+    writer = _writer(parts)
+    real_start = threading.Thread.start
+
+    def interrupted(thread):
+        monkeypatch.setattr(threading.Thread, "start", real_start)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write_job("s:0_0_0:100", [("placement", "a", "s", (0, 0, 0), _cells(2, 1.0))])
+    writer.close()
+    writer = _writer(parts, attempt=2)
+    writer.write_job("s:1_0_0:100", [("placement", "a", "s", (1, 0, 0), _cells(1, 2.0))])
+    writer.close()
+    assert parts.commits().jobs == {"s:1_0_0:100"}

@@ -58,6 +58,11 @@ class WorldProxy(CommHelpers):
         (MPICH's can: seen with the PyPI mpich 4 wheel, where it merely asks the
         launcher to kill the job). A world never started has nothing to abort."""
         if self._comm is not None:
+            if self._comm.Get_size() > 1:
+                # MPI_Abort makes mpiexec kill every process at once, and it may drop
+                # what the ranks wrote last: give it a moment to forward their output.
+                _flush_streams()
+                time.sleep(_FORWARD_SECONDS)
             self._comm.Abort(errorcode)
         exit_now(errorcode)
 
@@ -92,6 +97,14 @@ def _start_mpi() -> Any:
     from mpi4py import MPI
 
     return MPI.COMM_WORLD
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 _hook_lock = threading.Lock()
