@@ -31,15 +31,19 @@ def test_pool_is_freed_without_the_cycle_collector(world):
         gc.enable()
 
 
-def test_cancel_after_the_pool_is_gone_raises():
-    with Network().create_job_pool(quiet=True) as pool:
-        job = pool.queue(lambda network: 1)
-        other = pool.queue(lambda network: 2)
-        other.cancel()
+@mpi_matrix(1, 2, 3)
+def test_cancel_after_the_pool_is_gone_raises(world):
+    with world.network.create_job_pool(quiet=True) as pool:
+        if world.main:
+            job = pool.queue(lambda network: 1)
+            other = pool.queue(lambda network: 2)
+            other.cancel()
         pool.execute()
-    assert job.result == 1
-    with pytest.warns(RuntimeWarning, match=r"^cannot cancel job .*: it is success$"):
-        assert job.cancel() is False
+    del pool
+    if world.main:
+        assert job.result == 1
+        with pytest.warns(RuntimeWarning, match=r"^cannot cancel job .*: it is success$"):
+            assert job.cancel() is False
 
 
 def test_gc_threshold_is_raised_while_pools_are_open_and_restored_after():
