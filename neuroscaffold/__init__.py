@@ -20,7 +20,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "from_storage": ("neuroscaffold.network", "from_storage"),
     "Network": ("neuroscaffold.network", "Network"),
     "Scaffold": ("neuroscaffold.network", "Scaffold"),
-    "Configuration": ("neuroscaffold.config", "Configuration"),
+    "Configuration": ("neuroscaffold.configuration", "Configuration"),
     "config": ("neuroscaffold.config", None),
     "PlacementStrategy": ("neuroscaffold.placement", "PlacementStrategy"),
     "ConnectionStrategy": ("neuroscaffold.connectivity", "ConnectionStrategy"),

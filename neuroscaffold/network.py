@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from ._allocator import tune_allocator
 from ._writing import WritingRun, on_main as _on_main, open_compile, open_pool_session
-from .config import Configuration
+from .configuration import Configuration
 from .exceptions import StorageError
 from .services.pool import JobPool
 from .plan import build_plan, in_dependency_order

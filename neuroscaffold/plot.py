@@ -101,7 +101,7 @@ def _configured(configuration: Any) -> tuple[dict, dict, dict]:
 def summarise_network(network: Any, max_points: int = MAX_POINTS, max_pairs: int = MAX_PAIRS,
                       seed: int = 0) -> NetworkSummary:
     """The numbers :func:`plot_network` draws (``network``: a network or its path)."""
-    from . import from_storage
+    from .network import from_storage
 
     if isinstance(network, (str, os.PathLike)):
         network = from_storage(network)

@@ -11,7 +11,7 @@ import pytest
 
 from neuroscaffold import Configuration, Network
 from neuroscaffold.cli import main
-from neuroscaffold.config._reference import build_reference
+from neuroscaffold.configuration import build_reference
 from tests._mpi import ROOT, run_script
 
 GUIDE = ROOT / "examples" / "own_strategies"

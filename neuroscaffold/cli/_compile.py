@@ -65,7 +65,7 @@ def _is_main() -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from . import work_saved
-    from ..config import Configuration
+    from ..configuration import Configuration
     from ..exceptions import StorageError
     from ..network import Network
     from ..services import MPI

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config._reference import build_reference
+    from ..configuration import build_reference
 
     text = build_reference()
     if args.output is None:

@@ -1,17 +1,23 @@
-"""The reference of every built-in configuration key, generated from the attributes'
-own ``doc=`` strings (``neuroscaffold reference -o docs/configuration.md``), so the
-documentation cannot drift from the code; a test checks the file is current."""
+"""Markdown tables of configuration nodes, generated from the attributes' own ``doc=``
+strings, so the documentation cannot drift from the code.
+
+The pieces only: :func:`neuroscaffold.configuration.build_reference` puts them together
+for the root schema and every built-in strategy (``neuroscaffold reference -o
+docs/configuration.md``; a test checks the file is current). This module knows nodes,
+not which nodes exist, so it stays below the strategies."""
 
 from __future__ import annotations
 
 import builtins
 from typing import Any
 
-__all__ = ["build_reference", "describe_type"]
+__all__ = [
+    "REFERENCE_HEADER", "builtins_of", "class_summary", "describe_type", "key_table", "node_section",
+]
 
 _PYTHON_TYPES = {float: "number", int: "integer", str: "string", bool: "true/false"}
 
-_HEADER = """# Configuration reference
+REFERENCE_HEADER = """# Configuration reference
 
 Every key of the built-in configuration nodes: its type, its default and what it means
 (with its unit). Generated from the code by `neuroscaffold reference -o
@@ -88,7 +94,7 @@ def _default(attribute: Any) -> str:
     return f"`{value}`"
 
 
-def _table(cls: type, skip: tuple[str, ...] = ()) -> list[str]:
+def key_table(cls: type, skip: tuple[str, ...] = ()) -> list[str]:
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for name, attribute in cls._config_attrs.items():
         if name in skip:
@@ -100,7 +106,7 @@ def _table(cls: type, skip: tuple[str, ...] = ()) -> list[str]:
     return rows
 
 
-def _doc(cls: type) -> str:
+def class_summary(cls: type) -> str:
     import re
 
     text = (cls.__doc__ or "").strip()
@@ -110,60 +116,25 @@ def _doc(cls: type) -> str:
     return text.replace("``", "`")
 
 
-def _section(title: str, cls: type, level: str = "##", key_line: str | None = None,
+def node_section(title: str, cls: type, level: str = "##", key_line: str | None = None,
              skip: tuple[str, ...] = ()) -> list[str]:
     lines = [f"{level} {title}", ""]
     if key_line:
         lines += [key_line, ""]
-    doc = _doc(cls)
+    doc = class_summary(cls)
     if doc:
         lines += [doc, ""]
     own = {k: v for k, v in cls._config_attrs.items() if k not in skip}
     if own:
-        lines += _table(cls, skip) + [""]
+        lines += key_table(cls, skip) + [""]
     else:
         lines += ["No keys of its own.", ""]
     return lines
 
 
-def _builtins(base: type) -> tuple[str, dict[str, str]]:
+def builtins_of(base: type) -> tuple[str, dict[str, str]]:
     for klass in base.__mro__:
         spec = vars(klass).get("_config_dynamic")
         if spec is not None:
             return spec
     raise ValueError(f"{base.__name__} has no built-ins")
-
-
-def build_reference() -> str:
-    """The Markdown text of ``docs/configuration.md``."""
-    from ..connectivity import ConnectionStrategy
-    from ..placement import Partition, PlacementStrategy
-    from ._classes import import_object
-    from ._configuration import CellType, Configuration, NetworkGeometry
-
-    lines = _HEADER.splitlines() + [""]
-    lines += _section("Root keys <a id=\"configuration\"></a>", Configuration)
-    lines += _section("network <a id=\"networkgeometry\"></a>", NetworkGeometry)
-    lines += _section("cell_types <a id=\"celltype\"></a>", CellType,
-                      key_line="`cell_types:` maps each cell type's name to these keys.")
-    for section, base, what in (
-        ("partitions", Partition, "type"),
-        ("placement", PlacementStrategy, "strategy"),
-        ("connectivity", ConnectionStrategy, "strategy"),
-    ):
-        key, known = _builtins(base)
-        anchor = base.__name__.lower()
-        lines += [f"## {section} <a id=\"{anchor}\"></a>", ""]
-        lines += [f"`{section}:` maps names to nodes; `{key}:` picks the kind: "
-                  + ", ".join(f"`{short}`" for short in sorted(known))
-                  + " or an import path (`mymodule.MyClass`).", ""]
-        doc = _doc(base)
-        if doc:
-            lines += [doc, ""]
-        if base._config_attrs:
-            lines += [f"Keys of every {what}:", ""] + _table(base) + [""]
-        inherited = tuple(base._config_attrs)
-        for short in sorted(known):
-            cls = import_object(known[short])
-            lines += _section(f"{key}: {short}", cls, level="###", skip=inherited)
-    return "\n".join(lines).rstrip() + "\n"

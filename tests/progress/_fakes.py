@@ -16,6 +16,7 @@ from neuroscaffold.services.pool import (
     PoolProgressReason,
     PoolStatus,
 )
+from tests._pool_support import Node
 
 __all__ = [
     "Clock",
@@ -23,10 +24,10 @@ __all__ = [
     "FakePool",
     "FakeWorkflow",
     "JobStatus",
-    "Node",
     "PoolProgressReason",
     "PoolStatus",
     "run_many",
+    "submitter",
 ]
 
 
@@ -40,14 +41,10 @@ class Clock:
         return self.now
 
 
-class Node:
-    """A submitter that looks like a configuration node."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def get_node_name(self) -> str:
-        return self.name
+def submitter(name: str) -> Node:
+    """A submitter that looks like a configuration node named ``name`` (the pool tests'
+    fake node, without a network)."""
+    return Node(None, name, node_name=name)
 
 
 @dataclass(eq=False)
@@ -133,7 +130,7 @@ def run_many(listener, n: int, clock: Clock, step: float, group: str = "g") -> F
     """A whole pool of ``n`` jobs run one after the other on ranks 1 and 2; the clock
     moves ``step`` seconds per job."""
     pool = FakePool(listener).open()
-    jobs = [pool.add(f"job {i}", Node(group)) for i in range(n)]
+    jobs = [pool.add(f"job {i}", submitter(group)) for i in range(n)]
     pool.execute()
     for i, job in enumerate(jobs):
         clock.now = i * step

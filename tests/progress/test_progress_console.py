@@ -5,7 +5,7 @@ import io
 from rich.console import Console
 
 from neuroscaffold.progress import LogProgress, RichProgress, default_listener
-from tests.progress._fakes import Clock, FakePool, Node, run_many
+from tests.progress._fakes import Clock, FakePool, run_many, submitter
 
 
 def _console(width=110):
@@ -16,7 +16,7 @@ def _console(width=110):
 
 def _busy_pool(listener, clock):
     pool = FakePool(listener).open()
-    a, b = Node("root.placement.granule"), Node("root.connectivity.golgi_to_granule")
+    a, b = submitter("root.placement.granule"), submitter("root.connectivity.golgi_to_granule")
     jobs = [pool.add(f"place granule chunk {i}", a) for i in range(4)]
     jobs += [pool.add(f"connect chunk {i}", b) for i in range(2)]
     pool.execute()
@@ -72,7 +72,7 @@ def test_many_groups_are_summed_up():
     progress = RichProgress(console, clock=clock, live_thread=False, max_groups=3)
     pool = FakePool(progress).open()
     for g in range(10):
-        pool.add(f"j{g}", Node(f"group{g}"))
+        pool.add(f"j{g}", submitter(f"group{g}"))
     console.print(progress)
     text = console.export_text()
     assert "… 7 more groups" in text and "0/7" in text

@@ -12,7 +12,7 @@ from neuroscaffold.progress import TraceRecorder, build_report
 from neuroscaffold.progress._trace import as_records
 from neuroscaffold.services.pool import WorkflowError, create_job_pool
 from tests._mpi import run_script
-from tests.progress._fakes import Node
+from tests.progress._fakes import submitter
 from tests.progress.test_progress_trace import check_trace
 
 SCRIPT = Path(__file__).parent / "scripts" / "progress_run.py"
@@ -89,7 +89,7 @@ def test_report_from_a_real_pool(tmp_path):
 
     with create_job_pool(Network(), quiet=True, listeners=[recorder]) as pool:
         for i in range(40):
-            pool.queue(job, (5000 * (1 + i % 4),), submitter=Node(f"root.s{i % 4}"), name=f"j{i}")
+            pool.queue(job, (5000 * (1 + i % 4),), submitter=submitter(f"root.s{i % 4}"), name=f"j{i}")
         pool.execute()
     # The pool's own timeline and the recorder agree.
     from_timeline = {r.name: (r.rank, r.start, r.end) for r in as_records(pool.timeline)}

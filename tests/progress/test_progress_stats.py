@@ -10,7 +10,7 @@ from tests.progress._fakes import (
     FakePool,
     FakeWorkflow,
     JobStatus,
-    Node,
+    submitter,
     PoolProgressReason,
 )
 
@@ -22,7 +22,7 @@ def _stats(clock=None):
 
 def test_counts_per_group_running_and_failures():
     stats, pool = _stats()
-    a, b = Node("root.placement.a"), Node("root.placement.b")
+    a, b = submitter("root.placement.a"), submitter("root.placement.b")
     jobs = [pool.add(f"a{i}", a) for i in range(3)] + [pool.add("b0", b)]
     pool.execute()
     pool.run(jobs[0], 1, 1000.0, 1002.0)
@@ -43,7 +43,7 @@ def test_counts_per_group_running_and_failures():
 def test_late_events_count_each_job_once():
     # The RUNNING event arrives when the job already succeeded; then the SUCCESS event.
     stats, pool = _stats()
-    job = pool.add("late", Node("n"))
+    job = pool.add("late", submitter("n"))
     job.status, job.rank, job.started_at, job.ended_at = JobStatus.SUCCESS, 1, 5.0, 6.0
     for old in (JobStatus.QUEUED, JobStatus.RUNNING):
         pool._emit(PoolProgressReason.JOB_STATUS_CHANGE, job, old)
@@ -68,7 +68,7 @@ def test_group_names():
     def place_chunk(network):
         pass
 
-    assert job_group(FakeJob(0, "x", Node("root.placement.granule"))) == "root.placement.granule"
+    assert job_group(FakeJob(0, "x", submitter("root.placement.granule"))) == "root.placement.granule"
     assert job_group(FakeJob(0, "x", Plain())) == "Plain"
     no_submitter = FakeJob(0, "place_chunk#0")
     no_submitter.fn = place_chunk
@@ -79,7 +79,7 @@ def test_group_names():
 def test_eta_from_measured_durations_over_ranks():
     clock = Clock(100.0)
     stats, pool = _stats(clock)
-    node = Node("g")
+    node = submitter("g")
     jobs = [pool.add(f"j{i}", node) for i in range(10)]
     pool.execute()
     assert stats.snapshot().eta is None  # nothing measured yet

@@ -7,7 +7,7 @@ import pytest
 from neuroscaffold.progress import TraceRecord, TraceRecorder, read_trace
 from neuroscaffold.progress._trace import as_records
 from neuroscaffold.services.pool import JobRecord
-from tests.progress._fakes import FakePool, FakeWorkflow, JobStatus, Node
+from tests.progress._fakes import FakePool, FakeWorkflow, JobStatus, submitter
 
 
 def check_trace(path, expected=None):
@@ -43,9 +43,9 @@ def check_trace(path, expected=None):
 def _recorded_run(recorder, pools=1):
     for p in range(pools):
         pool = FakePool(recorder, workflow=FakeWorkflow(f"phase{p}")).open()
-        a = pool.add(f"p{p} a", Node("root.placement.a"))
-        b = pool.add(f"p{p} b", Node("root.placement.b"))
-        c = pool.add(f"p{p} c", Node("root.placement.b"))
+        a = pool.add(f"p{p} a", submitter("root.placement.a"))
+        b = pool.add(f"p{p} b", submitter("root.placement.b"))
+        c = pool.add(f"p{p} c", submitter("root.placement.b"))
         pool.execute()
         pool.run(a, 0, 100.0 + p * 10, 101.5 + p * 10)
         pool.run(b, 2, 100.5 + p * 10, 103.0 + p * 10, error=ValueError("broken"))

@@ -1,5 +1,6 @@
 """Fixtures for the services tests: a restorable registry, and environments in which
-optional packages (mpi4py, mpilock) cannot be imported."""
+optional packages (mpi4py, mpilock) cannot be imported. (The pool tests get their
+network from ``mpi_matrix``'s ``world``.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import pytest
 from neuroscaffold.services import _registry
 from neuroscaffold.services.mpi import IGNORE_VARIABLE, launcher_variables, maybe_launched
 from tests._mpi import base_env
-from tests.services._pool_fixtures import network  # noqa: F401 (a fixture of the pool tests)
 
 
 @pytest.fixture

@@ -9,25 +9,10 @@ import time
 
 import pytest
 
-from neuroscaffold.services.pool import _cache, pool_cache
+from neuroscaffold.services.pool import _cache
+from tests._pool_support import Node
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class Node:
-    def __init__(self, name, gate):
-        self.name = name
-        self.gate = gate
-        self.calls = 0
-
-    def get_node_name(self):
-        return self.name
-
-    @pool_cache
-    def slow_value(self):
-        self.calls += 1
-        self.gate.wait(10)
-        return self.name.upper()
 
 
 @pytest.fixture
@@ -40,17 +25,16 @@ def store():
 
 def test_freeing_never_waits_on_a_computation(store):
     gate = threading.Event()
-    busy = Node("root.busy", gate)
-    other = Node("root.other", threading.Event())
-    other.gate.set()
-    assert other.slow_value() == "ROOT.OTHER"
-    thread = threading.Thread(target=busy.slow_value)
+    busy = Node(None, "busy", hold=gate)  # its value waits for the gate
+    other = Node(None, "other")
+    assert other.heavy() == ["other", 1]
+    thread = threading.Thread(target=busy.heavy)
     thread.start()
-    while busy.calls == 0:
+    while busy.computed == 0:
         time.sleep(0.001)
     started = time.monotonic()
-    store.free("root.other")  # the old store-wide lock made this wait for busy
-    store.free("root.busy")
+    store.free(other.get_node_name())  # the old store-wide lock made this wait for busy
+    store.free(busy.get_node_name())
     assert store.keys() == set()
     assert time.monotonic() - started < 0.5
     gate.set()
@@ -60,17 +44,17 @@ def test_freeing_never_waits_on_a_computation(store):
 
 def test_a_value_is_computed_once_by_concurrent_callers(store):
     gate = threading.Event()
-    node = Node("root.node", gate)
+    node = Node(None, "node", hold=gate)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(node.slow_value())) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: results.append(node.heavy())) for _ in range(4)]
     for thread in threads:
         thread.start()
-    while node.calls == 0:
+    while node.computed == 0:
         time.sleep(0.001)
     time.sleep(0.05)
     gate.set()
     for thread in threads:
         thread.join(5)
-    assert results == ["ROOT.NODE"] * 4
-    assert node.calls == 1
-    assert store.keys() == {("root.node", "slow_value")}
+    assert results == [["node", 1]] * 4
+    assert node.computed == 1
+    assert store.keys() == {("{root}.test.node", "heavy")}

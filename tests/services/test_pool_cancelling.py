@@ -1,108 +1,134 @@
-"""The job pool in one process: cancellation and fail_fast.
+"""The job pool: cancellation and fail_fast.
 
-Split from the former ``test_pool_serial.py``; helpers in ``_pool_fixtures.py``.
-Nothing sleeps: orders are forced with events, pings run on a fake clock.
+Every body runs in this process and under ``mpiexec`` (``mpi_matrix``). Orders are
+forced with dependencies and listeners; the only sleeps make a job last while others
+fail or are cancelled.
 """
 
 from __future__ import annotations
 
+import warnings
 
 import pytest
 
-from neuroscaffold import (
-    JobCancelledError,
-    WorkflowError,
-)
-
-from tests.services._pool_fixtures import (
-    Recorder,
-    workflow_message,
+from neuroscaffold import JobCancelledError
+from tests._mpi import mpi_matrix
+from tests._pool_support import (
     ADDED,
+    CANCELLED,
     CHANGE,
+    FAILED,
     PENDING,
     QUEUED,
     RUNNING,
     SUCCESS,
-    FAILED,
-    CANCELLED,
+    Recorder,
+    boom,
+    check_workflow_error,
+    identity,
+    nap,
+    outcome,
+    summary_of,
 )
-
-pytestmark = pytest.mark.timeout(60)
-
 
 # --- cancellation ---------------------------------------------------------------------
 
 
-def test_cancelling_a_queued_job_cancels_its_dependents(network):
+@mpi_matrix(1, 2, 3, 4)
+def test_cancelling_a_queued_job_cancels_its_dependents(world):
     recorder = Recorder()
-    with network.create_job_pool(quiet=True, listeners=[recorder]) as pool:
-        first = pool.queue(lambda net: 1, name="first")
-        second = pool.queue(lambda net: 2, deps=[first], name="second")
-        third = pool.queue(lambda net: 3, deps=[second], name="third")
-        other = pool.queue(lambda net: 4, name="other")
-        assert first.status is QUEUED and second.status is PENDING
-        assert first.cancel("not needed") is True
-        assert pool.execute(return_results=True) == {other: 4}  # no WorkflowError
-    assert str(first.error) == "job 'first' was cancelled: not needed"
+    with world.network.create_job_pool(quiet=True) as pool:
+        if world.main:
+            pool.add_listener(recorder)
+            first = pool.queue(identity, ("first",), name="first")
+            second = pool.queue(identity, ("second",), deps=[first], name="second")
+            third = pool.queue(identity, ("third",), deps=[second], name="third")
+            other = pool.queue(lambda net: 4, name="other")
+            assert first.status is QUEUED and second.status is PENDING
+            assert first.cancel("not needed") is True
+        results = pool.execute(return_results=True)  # no WorkflowError
+    if not world.main:
+        return
+    assert results == {other: 4}
     assert isinstance(first.error, JobCancelledError)
-    for job in (second, third):
-        assert job.status is CANCELLED
-        assert str(job.error) == f"job {job.name!r} was cancelled: its dependency 'first' cancelled"
+    assert [(j.status, str(j.error)) for j in (first, second, third)] == [
+        (CANCELLED, "job 'first' was cancelled: not needed"),
+        (CANCELLED, "job 'second' was cancelled: its dependency 'first' cancelled"),
+        (CANCELLED, "job 'third' was cancelled: its dependency 'first' cancelled"),
+    ]
     assert recorder.of(first) == [(ADDED, PENDING), (CHANGE, QUEUED), (CHANGE, CANCELLED)]
     assert recorder.of(third) == [(ADDED, PENDING), (CHANGE, CANCELLED)]
     assert first.started_at is None and third.started_at is None
 
 
-def test_cancelling_a_running_job_warns_and_changes_nothing(network):
-    outcome = []
+@mpi_matrix(1, 2, 3, 4)
+def test_cancelling_a_running_job_warns_and_changes_nothing(world):
+    warned = []
 
-    def cancel_when_running(progress):
+    def cancel_running(progress):
         if progress.reason is CHANGE and progress.job.status is RUNNING:
-            with pytest.warns(RuntimeWarning, match=r"^cannot cancel job 'long': it is running$"):
-                outcome.append(progress.job.cancel("too late"))
+            if progress.job.name == "long":
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    done = progress.job.cancel("too late")
+                warned.append((done, [(w.category, str(w.message)) for w in caught]))
 
-    with network.create_job_pool(quiet=True, listeners=[Recorder(cancel_when_running)]) as pool:
-        job = pool.queue(lambda net: "done", name="long")
-        assert pool.execute(return_results=True) == {job: "done"}
-    assert outcome == [False]
-    assert job.status is SUCCESS and job.error is None
+    with world.network.create_job_pool(quiet=True) as pool:
+        if world.main:
+            pool.add_listener(cancel_running)
+            other = pool.queue(identity, ("other",), name="other")
+            long = pool.queue(nap, (0.05,), name="long")
+        error = outcome(pool.execute)
+    assert error is None
+    if not world.main:
+        return
+    assert warned == [(False, [(RuntimeWarning, "cannot cancel job 'long': it is running")])]
+    assert (other.status, long.status, long.error) == (SUCCESS, SUCCESS, None)
 
 
-def test_cancelling_an_ended_job_warns_and_changes_nothing(network):
-    with network.create_job_pool(quiet=True) as pool:
-        job = pool.queue(lambda net: "done", name="ended")
+@mpi_matrix(1, 2, 3)
+def test_cancelling_an_ended_job_warns_and_changes_nothing(world):
+    with world.network.create_job_pool(quiet=True) as pool:
+        if world.main:
+            job = pool.queue(lambda net: "done", name="ended")
         pool.execute()
-        with pytest.warns(RuntimeWarning, match=r"^cannot cancel job 'ended': it is success$"):
-            assert job.cancel() is False
+        if world.main:
+            with pytest.warns(RuntimeWarning, match=r"^cannot cancel job 'ended': it is success$"):
+                assert job.cancel() is False
+    if not world.main:
+        return
     with pytest.warns(RuntimeWarning, match=r"^cannot cancel job 'ended': it is success$"):
         assert job.cancel() is False
     assert job.status is SUCCESS and job.result == "done"
 
 
-
 # --- fail_fast ------------------------------------------------------------------------
 
 
-def test_fail_fast_stops_at_the_first_failure(network):
-    def boom(net):
-        raise ValueError("first failure")
-
+@mpi_matrix(1, 2, 3, 4)
+def test_fail_fast_stops_at_the_first_failure(world):
     recorder = Recorder()
-    with network.create_job_pool(quiet=True, fail_fast=True, listeners=[recorder]) as pool:
-        before = pool.queue(lambda net: 0, name="before")
-        bad = pool.queue(boom, name="bad")
-        rest = [pool.queue(lambda net: 1, name=f"rest{i}") for i in range(3)]
-        waiting = pool.queue(lambda net: 2, deps=[before], name="waiting")
-        with pytest.raises(WorkflowError) as info:
-            pool.execute()
-    assert workflow_message(info) == (
-        "1 of 6 jobs failed, 4 jobs cancelled:\n"
-        "  job 'bad' failed on rank 0: ValueError: first failure"
+    with world.network.create_job_pool(quiet=True, fail_fast=True) as pool:
+        if world.main:
+            pool.add_listener(recorder)
+            bad = pool.queue(boom, ("first failure",), name="bad")
+            gate = pool.queue(nap, (0.5,), name="gate")  # still running when bad failed
+            behind = [pool.queue(identity, (i,), deps=[gate], name=f"behind{i}") for i in range(5)]
+            for i in range(4 * world.size):
+                pool.queue(nap, (0.01,), name=f"more{i}")
+        error = outcome(pool.execute)
+    check_workflow_error(world, error)
+    if not world.main:
+        return
+    cancelled = [j for j in pool.jobs if j.status is CANCELLED]
+    assert summary_of(error) == (
+        f"1 of {len(pool.jobs)} jobs failed, {len(cancelled)} jobs cancelled:\n"
+        f"  job 'bad' failed on rank {bad.rank}: ValueError: first failure"
     )
-    assert before.status is SUCCESS and bad.status is FAILED
-    for job in [*rest, waiting]:
-        assert job.status is CANCELLED
-        assert str(job.error) == f"job {job.name!r} was cancelled: fail_fast after job 'bad' failed"
-        assert (CHANGE, RUNNING) not in recorder.of(job)
-
-
+    assert [j.name for j in pool.jobs if j.status is FAILED] == ["bad"]
+    assert [(j.status, str(j.error)) for j in behind] == [
+        (CANCELLED, f"job {j.name!r} was cancelled: fail_fast after job 'bad' failed")
+        for j in behind
+    ]
+    assert all((CHANGE, RUNNING) not in recorder.of(j) for j in cancelled)
+    assert all(j.status in (SUCCESS, CANCELLED) for j in pool.jobs if j is not bad), pool.jobs

@@ -1,7 +1,9 @@
-"""The job pool in one process: listeners: order, replay, context managers, handled failures, max_wait pings.
+"""The job pool's listeners: event order, late listeners, context managers, failures a
+listener handles, and ``max_wait`` pings.
 
-Split from the former ``test_pool_serial.py``; helpers in ``_pool_fixtures.py``.
-Nothing sleeps: orders are forced with events, pings run on a fake clock.
+The bodies decorated with ``mpi_matrix`` run in this process and under ``mpiexec``;
+listeners run on the main rank only. The ping timing tests drive the pool's own clock
+in this process (a fake clock, no sleeps).
 """
 
 from __future__ import annotations
@@ -11,47 +13,58 @@ import time
 
 import pytest
 
-from neuroscaffold import (
-    WorkflowError,
-)
-
-from tests.services._pool_fixtures import (
-    Recorder,
-    LIFE,
-    check_stream,
-    workflow_message,
-    Node,
+from neuroscaffold import Network
+from tests._mpi import mpi_matrix
+from tests._pool_support import (
     ADDED,
+    CANCELLED,
     CHANGE,
-    POOL,
-    PING,
+    CLOSING,
+    EXECUTING,
+    FAILED,
+    LIFE,
     PENDING,
+    PING,
+    POOL,
     QUEUED,
     RUNNING,
-    SUCCESS,
-    FAILED,
-    CANCELLED,
     SCHEDULING,
-    EXECUTING,
-    CLOSING,
+    SUCCESS,
     WAIT,
     ContextListener,
+    Node,
+    Recorder,
+    boom,
+    check_workflow_error,
+    identity,
+    nap,
+    outcome,
+    summary_of,
 )
 
 pytestmark = pytest.mark.timeout(60)
 
 
+@pytest.fixture(scope="module")
+def network():
+    return Network()
+
+
 # --- listeners ------------------------------------------------------------------------
 
 
-def test_listener_events_come_in_order(network):
+@mpi_matrix(1, 2, 3)
+def test_listener_events_come_in_order(world):
     recorder = Recorder()
-    with network.create_job_pool(quiet=True) as pool:
-        pool.add_listener(recorder)
-        first = pool.queue(lambda net: 1, name="first")
-        second = pool.queue(lambda net: 2, deps=[first], name="second")
-        assert recorder.events[-1][:2] == (ADDED, SCHEDULING)
+    with world.network.create_job_pool(quiet=True) as pool:
+        if world.main:
+            pool.add_listener(recorder)
+            first = pool.queue(identity, (1,), name="first")
+            second = pool.queue(identity, (2,), deps=[first], name="second")
+            assert recorder.events[-1][:2] == (ADDED, SCHEDULING)
         pool.execute()
+    if not world.main:
+        return
     expected = [
         (POOL, SCHEDULING, None, None),
         (ADDED, SCHEDULING, first, None),
@@ -66,95 +79,127 @@ def test_listener_events_come_in_order(network):
         (POOL, CLOSING, None, None),
     ]
     assert [e[:4] for e in recorder.events] == expected
-    check_stream(recorder, [first, second])
+    assert recorder.stream_problems([first, second]) == []
 
 
-def test_failed_and_cancelled_jobs_end_their_stream(network):
-    def boom(net):
-        raise KeyError("k")
-
+@mpi_matrix(1, 2, 3)
+def test_failed_and_cancelled_jobs_end_their_stream(world):
     recorder = Recorder()
-    with network.create_job_pool(quiet=True, listeners=[recorder]) as pool:
-        bad = pool.queue(boom, name="bad")
-        after = pool.queue(lambda net: 1, deps=[bad], name="after")
-        with pytest.raises(WorkflowError):
-            pool.execute()
-    assert recorder.of(bad) == [*LIFE[:3], (CHANGE, FAILED)]
-    assert recorder.of(after) == [(ADDED, PENDING), (CHANGE, CANCELLED)]
+    with world.network.create_job_pool(quiet=True) as pool:
+        if world.main:
+            pool.add_listener(recorder)
+            bad = pool.queue(boom, name="bad")
+            after = pool.queue(identity, (1,), deps=[bad], name="after")
+        check_workflow_error(world, outcome(pool.execute))
+    if world.main:
+        assert recorder.of(bad) == [*LIFE[:3], (CHANGE, FAILED)]
+        assert recorder.of(after) == [(ADDED, PENDING), (CHANGE, CANCELLED)]
 
 
-def test_a_listener_added_after_entering_sees_the_whole_stream(network):
+@mpi_matrix(1, 2, 3, 4)
+def test_a_listener_added_after_entering_sees_the_whole_stream(world):
     early = Recorder()
     late = Recorder()
-    with network.create_job_pool(quiet=True, listeners=[early]) as pool:
-        first = pool.queue(lambda net: 1, name="first")
-        second = pool.queue(lambda net: 2, deps=[first], name="second")
-        dropped = pool.queue(lambda net: 3, name="dropped")
-        dropped.cancel()
-        n_early = len(early.events)
-        pool.add_listener(late)
-        n_late = len(late.events)
-        third = pool.queue(lambda net: 4, name="third")
+    pings = Recorder()
+    with world.network.create_job_pool(quiet=True, listeners=[early]) as pool:
+        if world.main:
+            first = pool.queue(identity, (1,), name="first")
+            second = pool.queue(identity, (2,), deps=[first], name="second")
+            dropped = pool.queue(identity, (3,), name="dropped")
+            dropped.cancel()
+            n_early = len(early.events)
+            pool.add_listener(late)
+            n_late = len(late.events)
+            pool.add_listener(pings, max_wait=0.05)
+            third = pool.queue(nap, (0.4,), name="quiet")  # no event for 0.4 s: pings
+            fourth = pool.queue(identity, (4,), deps=[third], name="fourth")
         pool.execute()
-    # Replayed events show the job as it is when replayed (first was QUEUED already).
-    for job in (first, second, third):
+    if not world.main:
+        return
+    jobs = [first, second, third, fourth]
+    assert early.stream_problems(jobs) == []
+    # Replayed events show the job as it is when replayed: compare (reason, old status).
+    for job in (first, second):
         assert late.steps(job) == early.steps(job) == [
             (ADDED, None), (CHANGE, PENDING), (CHANGE, QUEUED), (CHANGE, RUNNING)
         ]
+    for job in jobs:
+        assert late.steps(job) == early.steps(job)
         assert late.of(job)[-1] == early.of(job)[-1] == (CHANGE, SUCCESS)
     assert late.steps(dropped) == [(ADDED, None), (CHANGE, PENDING)]
     assert late.of(dropped)[-1] == (CHANGE, CANCELLED)
     assert [s for _, s in late.pool_statuses()] == [SCHEDULING, EXECUTING, CLOSING]
     assert late.events[n_late:] == early.events[n_early:]  # then the same live stream
+    statuses = dict((s, i) for i, s in pings.pool_statuses())
+    ping_at = [i for i, e in enumerate(pings.events) if e.reason is PING]
+    assert ping_at and all(statuses[EXECUTING] < i < statuses[CLOSING] for i in ping_at)
+    assert not any(e.reason is PING for e in early.events + late.events)  # no max_wait
 
 
-def test_context_manager_listeners_are_entered_and_exited_with_the_pool(network):
+@mpi_matrix(1, 2, 3)
+def test_context_manager_listeners_are_entered_and_exited_with_the_pool(world):
     given = ContextListener()
     added = ContextListener()
-    with network.create_job_pool(quiet=True, listeners=[given]) as pool:
-        assert given.log == ["enter", SCHEDULING]
-        pool.add_listener(added)
-        assert added.log == ["enter", SCHEDULING]
-        pool.submit(lambda net: 1)
+    with world.network.create_job_pool(quiet=True, listeners=[given]) as pool:
+        if world.main:
+            assert given.log == ["enter", SCHEDULING]
+            pool.add_listener(added)
+            assert added.log == ["enter", SCHEDULING]
+            pool.submit(identity, 1)
         pool.execute()
-        assert given.log[-1] is CHANGE and added.log[-1] is CHANGE
-    for listener in (given, added):
-        assert listener.log[:2] == ["enter", SCHEDULING]
-        assert listener.log[-2:] == [CLOSING, ("exit", None)]
+        if world.main:
+            assert given.log[-1] is CHANGE and added.log[-1] is CHANGE
+    if world.main:
+        for listener in (given, added):
+            assert listener.log[:2] == ["enter", SCHEDULING]
+            assert listener.log[-2:] == [CLOSING, ("exit", None)]
 
     failing = ContextListener()
     with pytest.raises(KeyError):
-        with network.create_job_pool(quiet=True, listeners=[failing]):
+        with world.network.create_job_pool(quiet=True, listeners=[failing]):
             raise KeyError("inside")
-    assert failing.log == ["enter", SCHEDULING, CLOSING, ("exit", KeyError)]
+    if world.main:
+        assert failing.log == ["enter", SCHEDULING, CLOSING, ("exit", KeyError)]
 
 
-def test_a_listener_returning_true_for_a_failure_handles_it(network):
-    def boom(net):
-        raise ValueError("expected")
-
+@mpi_matrix(1, 2, 3, 4)
+def test_a_listener_returning_true_for_a_failure_handles_it(world):
     def handle(progress):
         job = progress.job
         return progress.reason is CHANGE and job.status is FAILED and job.name == "handled"
 
     for fail_fast in (False, True):
-        listeners = [Recorder(handle)]
-        with network.create_job_pool(quiet=True, fail_fast=fail_fast, listeners=listeners) as pool:
-            handled = pool.queue(boom, name="handled")
-            dependent = pool.queue(lambda net: 1, deps=[handled], name="dependent")
-            other = pool.queue(lambda net: 2, name="other")
-            assert pool.execute(return_results=True) == {other: 2}  # no WorkflowError
-        assert handled.status is FAILED and str(handled.error) == "expected"
-        assert dependent.status is CANCELLED and other.status is SUCCESS
+        with world.network.create_job_pool(quiet=True, fail_fast=fail_fast) as pool:
+            if world.main:
+                pool.add_listener(handle)
+                handled = pool.queue(boom, ("expected",), name="handled")
+                dependent = pool.queue(identity, (1,), deps=[handled], name="dependent")
+                other = pool.queue(lambda net: 2, name="other")
+                slow = pool.queue(nap, (0.2,), name="slow")
+                after = pool.queue(identity, (2,), deps=[slow], name="after")  # no fail_fast
+            results = pool.execute(return_results=True)  # no WorkflowError on any rank
+        if world.main:
+            assert results[other] == 2 and set(results) == {other, slow, after}
+            assert handled.status is FAILED and str(handled.error) == "expected"
+            assert [j.status for j in (dependent, other, slow, after)] == [
+                CANCELLED, SUCCESS, SUCCESS, SUCCESS
+            ]
 
-    with network.create_job_pool(quiet=True, listeners=[Recorder(handle)]) as pool:
-        pool.queue(boom, name="handled")
-        pool.queue(boom, name="unhandled")
-        with pytest.raises(WorkflowError) as info:
-            pool.execute()
-    assert workflow_message(info) == (
-        "1 of 2 jobs failed:\n  job 'unhandled' failed on rank 0: ValueError: expected"
-    )
+    with world.network.create_job_pool(quiet=True) as pool:
+        if world.main:
+            pool.add_listener(Recorder(handle))
+            handled = pool.queue(boom, ("expected",), name="handled")
+            unhandled = pool.queue(boom, ("expected",), name="unhandled")
+        error = outcome(pool.execute)
+    check_workflow_error(world, error)
+    if world.main:
+        assert summary_of(error) == (
+            f"1 of 2 jobs failed:\n  job 'unhandled' failed on rank {unhandled.rank}: "
+            "ValueError: expected"
+        )
+
+
+# --- max_wait on a fake clock, in this process -------------------------------------------
 
 
 class SteppingClock:

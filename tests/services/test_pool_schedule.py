@@ -1,50 +1,45 @@
-"""The job pool in one process: schedule(): background scheduling, failing schedulers.
-
-Split from the former ``test_pool_serial.py``; helpers in ``_pool_fixtures.py``.
-Nothing sleeps: orders are forced with events, pings run on a fake clock.
-"""
+"""``schedule()``: nodes are scheduled in the background while execute runs; a failing
+scheduler is reported and its dependents skipped. Every body runs in this process and
+under ``mpiexec`` (``mpi_matrix``)."""
 
 from __future__ import annotations
 
 import threading
 
-import pytest
-
-from neuroscaffold import (
-    JobSchedulingError,
-    WorkflowError,
-)
-
-from tests.services._pool_fixtures import (
-    Recorder,
-    workflow_message,
-    Node,
+from neuroscaffold import JobSchedulingError
+from tests._mpi import mpi_matrix
+from tests._pool_support import (
     ADDED,
     CHANGE,
-    SUCCESS,
-    SCHEDULING,
-    EXECUTING,
     CLOSING,
-    WAIT,
+    EXECUTING,
+    SCHEDULING,
+    SUCCESS,
+    Node,
+    Recorder,
+    check_workflow_error,
+    nothing,
+    outcome,
+    summary_of,
 )
 
-pytestmark = pytest.mark.timeout(60)
 
-
-# --- schedule() -----------------------------------------------------------------------
-
-
-def test_a_failing_scheduler_is_reported_and_its_dependents_skipped(network):
-    broken = Node(network, "broken", fail_schedule=True)
-    needs_broken = Node(network, "needs_broken", depends_on=[broken])
-    needs_needs = Node(network, "needs_needs", depends_on=[needs_broken])
-    fine = Node(network, "fine", jobs=2)
-    after_fine = Node(network, "after_fine", depends_on=[fine])
-    with network.create_job_pool(quiet=True) as pool:
-        pool.schedule([broken, fine, needs_broken, after_fine, needs_needs])
-        with pytest.raises(WorkflowError) as info:
-            pool.execute()
-    assert workflow_message(info) == (
+@mpi_matrix(1, 2, 3, 4)
+def test_a_failing_scheduler_is_reported_and_its_dependents_skipped(world):
+    net = world.network
+    broken = Node(net, "broken", fail_schedule=True)
+    needs_broken = Node(net, "needs_broken", depends_on=[broken])
+    needs_needs = Node(net, "needs_needs", depends_on=[needs_broken])
+    fine = Node(net, "fine", jobs=2)
+    after_fine = Node(net, "after_fine", depends_on=[fine])
+    with net.create_job_pool(quiet=True) as pool:
+        if world.main:
+            pool.schedule([broken, fine, needs_broken, after_fine, needs_needs])
+        error = outcome(pool.execute)
+    check_workflow_error(world, error)
+    if not world.main:
+        return
+    assert summary_of(error) == (
         "3 nodes failed to schedule:\n"
         "  scheduling {root}.test.broken failed: RuntimeError: cannot schedule broken\n"
         "  {root}.test.needs_broken was not scheduled: it depends on {root}.test.broken, "
@@ -52,14 +47,15 @@ def test_a_failing_scheduler_is_reported_and_its_dependents_skipped(network):
         "  {root}.test.needs_needs was not scheduled: it depends on {root}.test.needs_broken, "
         "which failed to schedule"
     )
-    errors = info.value.exceptions
-    assert all(isinstance(e, JobSchedulingError) for e in errors)
+    errors = error.exceptions
+    assert all(type(e) is JobSchedulingError for e in errors), errors
     assert isinstance(errors[0].__cause__, RuntimeError)
-    assert [job.name for job in pool.jobs] == ["fine[0]", "fine[1]", "after_fine[0]"]
-    assert all(job.status is SUCCESS for job in pool.jobs)
+    assert [(job.name, job.status) for job in pool.jobs] == [
+        (name, SUCCESS) for name in ("fine[0]", "fine[1]", "after_fine[0]")]
 
 
-def test_schedule_goes_on_while_execute_runs(network):
+@mpi_matrix(1, 2, 3, 4)
+def test_schedule_goes_on_while_execute_runs(world):
     first_done = threading.Event()
 
     def answer(progress):
@@ -67,16 +63,18 @@ def test_schedule_goes_on_while_execute_runs(network):
             if progress.job.name == "first[0]":
                 first_done.set()
 
-    first = Node(network, "first")
-    second = Node(network, "second", depends_on=[first], jobs=2)
-    original = second.queue
-    waited = []
-    second.queue = lambda pool: (waited.append(first_done.wait(WAIT)), original(pool))
+    first = Node(world.network, "first", work=nothing)
+    second = Node(world.network, "second", depends_on=[first], jobs=2, work=nothing,
+                  gate=first_done)
     recorder = Recorder(answer)
-    with network.create_job_pool(quiet=True, listeners=[recorder]) as pool:
-        pool.schedule([first, second])
+    with world.network.create_job_pool(quiet=True) as pool:
+        if world.main:
+            pool.add_listener(recorder)
+            pool.schedule([first, second])
         pool.execute()
-    assert waited == [True]  # second was scheduled only once first's job had run
+    if not world.main:
+        return
+    assert second.gate_opened  # second was scheduled only once first's job had run
     first_job, *second_jobs = pool.jobs
     assert recorder.index(first_job, SUCCESS) < min(
         i for i, e in enumerate(recorder.events) if e.reason is ADDED and e.job in second_jobs
@@ -85,12 +83,14 @@ def test_schedule_goes_on_while_execute_runs(network):
     assert [s for _, s in recorder.pool_statuses()] == [SCHEDULING, EXECUTING, CLOSING]
 
 
-def test_schedule_uses_the_given_scheduler_and_sets_the_submitter(network):
-    nodes = [Node(network, f"n{i}") for i in range(3)]
-    with network.create_job_pool(quiet=True) as pool:
-        pool.schedule(nodes, scheduler=lambda node: pool.queue(lambda net: node.name))
+@mpi_matrix(1, 2, 3)
+def test_schedule_uses_the_given_scheduler_and_sets_the_submitter(world):
+    nodes = [Node(world.network, f"n{i}") for i in range(3)]
+    with world.network.create_job_pool(quiet=True) as pool:
+        if world.main:
+            pool.schedule(nodes, scheduler=lambda node: pool.queue(lambda net, name: name,
+                                                                   (node.name,)))
         results = pool.execute(return_results=True)
-    assert sorted(results.values()) == ["n0", "n1", "n2"]
-    assert [len(pool.get_submissions_of(node)) for node in nodes] == [1, 1, 1]
-
-
+    if world.main:
+        assert sorted(results.values()) == ["n0", "n1", "n2"]
+        assert [len(pool.get_submissions_of(node)) for node in nodes] == [1, 1, 1]

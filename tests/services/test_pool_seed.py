@@ -1,92 +1,99 @@
-"""The job pool in one process: the seed snippets (services.txt), adapted.
-
-Split from the former ``test_pool_serial.py``; helpers in ``_pool_fixtures.py``.
-Nothing sleeps: orders are forced with events, pings run on a fake clock.
-"""
+"""The seed snippets (services.txt), adapted: a network, nodes with ``queue(pool)``.
+Every body runs in this process and under ``mpiexec`` (``mpi_matrix``)."""
 
 from __future__ import annotations
 
 import re
 import time
 
-import pytest
-
-from neuroscaffold import (
-    pool_cache,
-)
+from neuroscaffold import pool_cache
 from neuroscaffold.services.pool import PoolProgressReason, PoolStatus
-
-from tests.services._pool_fixtures import (
-    Node,
-)
-
-pytestmark = pytest.mark.timeout(60)
+from tests._mpi import mpi_matrix
+from tests._pool_support import PENDING, SUCCESS, Node
 
 
-# --- the seed snippets (services.txt), adapted ------------------------------------------
-
-
-def test_seed_queue_each_component_then_execute(network):
-    components = {name: Node(network, name, jobs=2) for name in ("granule", "purkinje")}
-    with network.create_job_pool(quiet=True) as pool:
+@mpi_matrix(1, 2, 3, 4)
+def test_seed_queue_each_component_then_execute(world):
+    components = {name: Node(world.network, name, jobs=world.size)
+                  for name in ("granule", "purkinje")}
+    with world.network.create_job_pool(quiet=True) as pool:
         if pool.is_main():
+            # Only the main node needs to schedule the jobs
             for component in components.values():
                 component.queue(pool)
+        # But everyone needs to partake in the execute call
         pool.execute()
-    assert sorted(job.result for job in pool.jobs) == [
-        ("granule", 0),
-        ("granule", 1),
-        ("purkinje", 0),
-        ("purkinje", 1),
-    ]
+    if world.main:
+        assert sorted(job.result for job in pool.jobs) == [
+            (name, i) for name in ("granule", "purkinje") for i in range(world.size)]
 
 
-def test_seed_schedule_nodes(network):
-    first = Node(network, "layer")
-    second = Node(network, "cells", depends_on=[first])
-    with network.create_job_pool(quiet=True) as pool:
+@mpi_matrix(1, 2, 3, 4)
+def test_seed_schedule_nodes(world):
+    first = Node(world.network, "layer")
+    second = Node(world.network, "cells", depends_on=[first])
+    with world.network.create_job_pool(quiet=True) as pool:
         if pool.is_main():
             pool.schedule([first, second])
         pool.execute()
-    assert [job.result for job in pool.jobs] == [("layer", 0), ("cells", 0)]
-    assert pool.jobs[1].deps == (pool.jobs[0],)
+    if world.main:
+        assert [job.result for job in pool.jobs] == [("layer", 0), ("cells", 0)]
+        assert pool.jobs[1].deps == (pool.jobs[0],)
 
 
-def test_seed_listener_reports_time_elapsed(network, capsys):
-    started = []
+@mpi_matrix(1, 2, 3, 4)
+def test_seed_listener_reports_time_elapsed(world):
+    _t: list = []
+    printed: list = []
 
     def report_time_elapsed(progress):
         if progress.reason == PoolProgressReason.POOL_STATUS_CHANGE:
             if progress.status == PoolStatus.SCHEDULING:
-                started.append(time.time())
+                _t.append(time.time())
             elif progress.status == PoolStatus.CLOSING:
-                print(f"Pool execution finished. {time.time() - started[0]:.3f} seconds elapsed.")
+                _t.append(time.time() - _t[0])
+                printed.append(f"Pool execution finished. {_t[-1]:.3f} seconds elapsed.")
 
-    with network.create_job_pool(quiet=True) as pool:
+    with world.network.create_job_pool(quiet=True) as pool:
         pool.add_listener(report_time_elapsed)
-        pool.submit(lambda scaffold: time.sleep(0))
+        job = pool.submit(lambda scaffold: time.sleep(0.05))
         pool.execute()
-    assert re.fullmatch(
-        r"Pool execution finished\. \d+\.\d{3} seconds elapsed\.\n", capsys.readouterr().out
-    )
+    if world.main:
+        assert len(_t) == 2 and _t[1] >= 0.05, _t
+        assert re.fullmatch(r"Pool execution finished\. \d+\.\d{3} seconds elapsed\.", printed[0])
+        assert job.status is SUCCESS
+    else:  # listeners and submissions are the main rank's
+        assert (_t, job.status) == ([], PENDING)
 
 
-def test_seed_pool_cache_heavy_calculations(network):
-    class MyStrategy(Node):
-        calls = 0
+class MyStrategy(Node):
+    @pool_cache
+    def heavy_calculations(self):
+        self.calls += 1
+        return 5 + 5
 
-        @pool_cache
-        def heavy_calculations(self):
-            MyStrategy.calls += 1
-            return 5 + 5
+    def place(self, chunk, indicators):
+        # `heavy_calculations` will be called maximum once on each parallel node
+        for i in range(1000):
+            self.heavy_calculations()
+        return self.heavy_calculations() * chunk
 
-        def place(self, chunk, indicators):
-            return sum(self.heavy_calculations() for _ in range(1000))
 
-    strategy = MyStrategy(network, "mine", jobs=3)
-    strategy._work = lambda node, i: node.place(i, None)
-    with network.create_job_pool(quiet=True) as pool:
-        strategy.queue(pool)
+def place_chunk(node, i):
+    from tests._pool_support import RANK
+
+    return (node.place(i, None), RANK)
+
+
+@mpi_matrix(1, 2, 3, 4)
+def test_seed_pool_cache_heavy_calculations(world):
+    strategy = MyStrategy(world.network, "mine", jobs=3 * world.size, work=place_chunk)
+    strategy.calls = 0
+    with world.network.create_job_pool(quiet=True) as pool:
+        if pool.is_main():
+            strategy.queue(pool)
         results = pool.execute(return_results=True)
-    assert list(results.values()) == [10000] * 3
-    assert MyStrategy.calls == 1
+    ranks = world.bcast({rank for _, rank in results.values()} if world.main else None)
+    assert strategy.calls == int(world.rank in ranks)  # once on each rank that placed
+    if world.main:
+        assert sorted(value for value, _ in results.values()) == [10 * i for i in range(3 * world.size)]

@@ -11,23 +11,14 @@ import sys
 from neuroscaffold.network import Network
 from neuroscaffold.exceptions import WorkflowError
 from neuroscaffold.services import MPI
-from neuroscaffold.services.pool import JobStatus, PoolProgressReason, pool_cache
+from neuroscaffold.services.pool import JobStatus, PoolProgressReason
+from tests._pool_support import Node
 
-class Node:
-    computed = 0
-    scaffold = None
-    def get_node_name(self):
-        return "{root}.placement.node"
-    @pool_cache
-    def table(self):
-        Node.computed += 1
-        return [1, 2, 3]
-
-node = Node()
+node = Node(None, "node", node_name="{root}.placement.node")
 events = []
 with Network().create_job_pool(quiet=True) as pool:
     pool.add_listener(lambda e: events.append(e.reason))
-    a = pool.queue(lambda net, i: node.table()[i] * 10, (1,), submitter=node)
+    a = pool.queue(lambda net, i: node.heavy()[i] * 10, (1,), submitter=node)
     b = pool.queue(lambda net, x: x + 1, (5,), deps=[a])
     c = pool.queue(lambda net: 1 / 0, name="divide")
     d = pool.queue(lambda net: None, deps=[c])
@@ -36,7 +27,7 @@ with Network().create_job_pool(quiet=True) as pool:
     except WorkflowError as exc:
         message = exc.message.splitlines()[0]
 print("MPI", MPI.get_size(), MPI.get_communicator(), "mpi4py.MPI" in sys.modules)
-print("RESULTS", a.result, b.result, c.status.name, d.status.name, Node.computed)
+print("RESULTS", a.result, b.result, c.status.name, d.status.name, node.computed)
 print("ERROR", message)
 print("EVENTS", events.count(PoolProgressReason.JOB_ADDED), events[0].name, events[-1].name)
 """
@@ -47,7 +38,7 @@ def test_a_pool_runs_serially_without_mpi4py(make_env, tmp_path):
     result = run_script(POOL_SCRIPT, None, timeout=60, env=env, tmp_path=tmp_path).check()
     lines = result.stdout.splitlines()
     assert "MPI 1 None False" in lines
-    assert "RESULTS 20 6 FAILED CANCELLED 1" in lines
+    assert "RESULTS 10 6 FAILED CANCELLED 1" in lines
     assert "ERROR 1 of 4 jobs failed, 1 jobs cancelled:" in lines
     assert "EVENTS 4 POOL_STATUS_CHANGE POOL_STATUS_CHANGE" in lines
 

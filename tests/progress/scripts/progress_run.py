@@ -19,7 +19,7 @@ from neuroscaffold.network import Network
 from neuroscaffold.progress import RichProgress, TraceRecorder
 from neuroscaffold.services import MPI
 from neuroscaffold.services.pool import WorkflowError, create_job_pool
-from tests.progress._fakes import Node  # a submitter that looks like a config node
+from tests.progress._fakes import submitter  # looks like a configuration node
 
 out = Path(sys.argv[1])
 n_jobs = int(sys.argv[2]) if len(sys.argv) > 2 else 30
@@ -37,7 +37,7 @@ def work(network, name, seconds, fail):
         raise ValueError(f"no room for {name}")
 
 
-strategies = [Node(f"root.placement.{cell}") for cell in ("granule", "golgi", "purkinje")]
+strategies = [submitter(f"root.placement.{cell}") for cell in ("granule", "golgi", "purkinje")]
 recorder = TraceRecorder()
 console = Console(record=True, force_terminal=True, width=120, file=io.StringIO())
 rich_display = RichProgress(console, live_thread=False)

@@ -1,4 +1,13 @@
-"""The root of a network's configuration and its small sections (size, cell types)."""
+"""The root of a network's configuration: the schema that lists its sections (size,
+partitions, cell types, placement, connectivity), and the reference generated from it.
+
+It sits at the model layer, above ``placement`` and ``connectivity``, because its
+sections are typed by their strategy classes. ``neuroscaffold.config`` below is the
+generic machinery of typed nodes (``@config.node``, ``config.attr``, ...) that those
+strategy classes are written with; it never imports this module nor the strategies, so
+the layers import only downward (``tests/test_layers.py``). Users reach the root as
+``neuroscaffold.Configuration``.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +17,19 @@ from typing import Any
 
 import yaml
 
-from . import types
-from ._attrs import NodeDict, NodeList, attr, ref
-from ._attrs import dict as node_dict
-from ._node import Node, node, raise_at, walk_nodes
-from ._classes import folder_on_path
-from ._parse import load_file, parse_text
-from ..connectivity._strategy import ConnectionStrategy
-from ..exceptions import ConfigurationError
-from ..placement._partitions import Partition
-from ..placement._strategy import PlacementStrategy
+from .config import types
+from .config._attrs import NodeDict, NodeList, attr, ref
+from .config._attrs import dict as node_dict
+from .config._classes import folder_on_path, import_object
+from .config._node import Node, node, raise_at, walk_nodes
+from .config._parse import load_file, parse_text
+from .config._reference import REFERENCE_HEADER, builtins_of, class_summary, key_table, node_section
+from .connectivity._strategy import ConnectionStrategy
+from .exceptions import ConfigurationError
+from .placement._partitions import Partition
+from .placement._strategy import PlacementStrategy
 
-__all__ = ["CellType", "Configuration", "NetworkGeometry", "from_file"]
+__all__ = ["CellType", "Configuration", "NetworkGeometry", "build_reference", "from_file"]
 
 
 def _chunk_size(value: Any) -> list[float]:
@@ -179,3 +189,33 @@ def _check_acyclic(section: NodeDict, section_name: str) -> None:
 
     for key in section:
         visit(key, [])
+
+
+def build_reference() -> str:
+    """The Markdown text of ``docs/configuration.md``."""
+    lines = REFERENCE_HEADER.splitlines() + [""]
+    lines += node_section("Root keys <a id=\"configuration\"></a>", Configuration)
+    lines += node_section("network <a id=\"networkgeometry\"></a>", NetworkGeometry)
+    lines += node_section("cell_types <a id=\"celltype\"></a>", CellType,
+                          key_line="`cell_types:` maps each cell type's name to these keys.")
+    for name, base, what in (
+        ("partitions", Partition, "type"),
+        ("placement", PlacementStrategy, "strategy"),
+        ("connectivity", ConnectionStrategy, "strategy"),
+    ):
+        key, known = builtins_of(base)
+        anchor = base.__name__.lower()
+        lines += [f"## {name} <a id=\"{anchor}\"></a>", ""]
+        lines += [f"`{name}:` maps names to nodes; `{key}:` picks the kind: "
+                  + ", ".join(f"`{short}`" for short in sorted(known))
+                  + " or an import path (`mymodule.MyClass`).", ""]
+        doc = class_summary(base)
+        if doc:
+            lines += [doc, ""]
+        if base._config_attrs:
+            lines += [f"Keys of every {what}:", ""] + key_table(base) + [""]
+        inherited = tuple(base._config_attrs)
+        for short in sorted(known):
+            cls = import_object(known[short])
+            lines += node_section(f"{key}: {short}", cls, level="###", skip=inherited)
+    return "\n".join(lines).rstrip() + "\n"
