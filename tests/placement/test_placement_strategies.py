@@ -47,7 +47,7 @@ def test_chunks_in_box_are_those_with_volume_inside():
 
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.floats(-300, 300), min_size=3, max_size=3),
-       st.lists(st.floats(0, 200), min_size=3, max_size=3),
+       st.lists(st.one_of(st.just(0.0), st.floats(1e-6, 200)), min_size=3, max_size=3),
        st.lists(st.sampled_from([7.0, 20.0, 50.0]), min_size=3, max_size=3))
 def test_chunk_indices_in_box_are_every_chunk_with_volume_inside(lo, extent, size):
     """Against testing every chunk of a wide neighbourhood one by one."""
