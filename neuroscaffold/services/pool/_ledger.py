@@ -340,15 +340,15 @@ class Ledger:
         """A rank ended ``job``: record the outcome, release or cancel its dependents."""
         status = job.status
         notifier = self._notifier
-        if status is _QUEUED:
+        if status is _RUNNING:
+            del self.running[job.id]
+        elif status is _QUEUED:
             # Started and ended in one report: RUNNING is only an event, never listed.
             self._move(job, _RUNNING)
             job.rank = rank
             job.started_at = t0
             if notifier.active:
                 notifier.job(_JOB_CHANGE, job, _QUEUED)
-        elif status is _RUNNING:
-            del self.running[job.id]
         else:
             return  # cancelled or aborted meanwhile
         job.ended_at = t1
@@ -356,30 +356,34 @@ class Ledger:
         self.ran += 1
         job._args = job._kwargs = None  # the inputs are no longer needed: free them
         if ok:
+            # The common case, with _ended inline (it runs for every job).
             job._result = value
             self._move(job, _SUCCESS)
-        else:
-            job.error = value
-            try:
-                value.add_note(f"raised by job {job.name!r} on rank {rank}")
-            except Exception:
-                pass
-            self._move(job, _FAILED)
-            self.failures.append(job)
+            self.unfinished -= 1
+            if job._submitter is not None:
+                self._submitter_ended(job._submitter)
+            if notifier.active:
+                notifier.job(_JOB_CHANGE, job, _RUNNING)
+            if job._dependents is not None:
+                self._release_dependents(job)
+            return
+        job.error = value
+        try:
+            value.add_note(f"raised by job {job.name!r} on rank {rank}")
+        except Exception:
+            pass
+        self._move(job, _FAILED)
+        self.failures.append(job)
         self._ended(job)
         handled = False
         if notifier.active:
             handled = notifier.job(_JOB_CHANGE, job, _RUNNING)
-        if ok:
-            if job._dependents is not None:
-                self._release_dependents(job)
-        else:
-            job._handled = bool(handled)
-            if job._dependents is not None:
-                self._cancel_dependents(job, job)
-            if self._fail_fast_on and not handled and self.failed_fast is None:
-                self.failed_fast = job
-                self._fail_fast()
+        job._handled = bool(handled)
+        if job._dependents is not None:
+            self._cancel_dependents(job, job)
+        if self._fail_fast_on and not handled and self.failed_fast is None:
+            self.failed_fast = job
+            self._fail_fast()
 
     def unsent(self, job: Job, error: BaseException) -> None:
         """``job`` could not travel to a rank: it fails without running."""
@@ -419,12 +423,14 @@ class Ledger:
     def _ended(self, job: Job) -> None:
         """Count ``job`` as ended (any terminal status): progress and cache counts."""
         self.unfinished -= 1
-        submitter = job._submitter
-        if submitter is not None:
-            key = id(submitter)
-            done = self._done_by_submitter
-            done[key] = done.get(key, 0) + 1
-            self._count_down(key)
+        if job._submitter is not None:
+            self._submitter_ended(job._submitter)
+
+    def _submitter_ended(self, submitter: Any) -> None:
+        key = id(submitter)
+        done = self._done_by_submitter
+        done[key] = done.get(key, 0) + 1
+        self._count_down(key)
 
     def _count_down(self, key: int) -> None:
         counts = self._unfinished_by_submitter

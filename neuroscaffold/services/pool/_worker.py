@@ -22,6 +22,7 @@ from collections import deque
 from ..._backoff import Backoff
 from ...exceptions import JobPoolError, PoolInterrupted, WorkflowError
 from ._protocol import (
+    SCALARS,
     TAG_DUMP,
     TAG_TO_MAIN,
     TAG_TO_WORKER,
@@ -182,15 +183,23 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox) -> Summary:
                 if reset:
                     fns.clear()  # the main rank forgot its functions: so do we
                 try:
-                    new_fns, batch = loads(payload, network)
+                    fns_blob, tasks_blob = split(payload)
+                    if fns_blob:
+                        fns.update(loads(fns_blob, network))
+                    fn_ids, all_args, all_kwargs = loads(tasks_blob, network)
                 except Exception as exc:
                     packed = pack_error(exc, rank, size, network)
                     outbox.send(0, encode(Kind.BATCH_FAILED, number, plain((ids, packed))))
                     continue
-                fns.update(new_fns)
                 first = True
-                for job_id, fn_id, args, kwargs in batch:
-                    tasks.append((job_id, fns[fn_id], args, kwargs, first))
+                last_id = fn = None
+                for index, job_id in enumerate(ids):
+                    fn_id = fn_ids[index]
+                    if fn_id != last_id:
+                        fn = fns[fn_id]
+                        last_id = fn_id
+                    kwargs = all_kwargs[index] if all_kwargs is not None else None
+                    tasks.append((job_id, fn, all_args[index], kwargs, first))
                     first = False
                 tasks.append(_END_OF_BATCH)
             elif kind == Kind.FREE:
@@ -234,6 +243,11 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox) -> Summary:
 
 def _dump_values(values: list, meta: list, network, rank: int, size: int) -> bytes:
     """Pickle the results; one that cannot travel becomes that job's error, alone."""
+    for value in values:
+        if value.__class__ not in SCALARS:
+            break
+    else:  # plain scalars only (the common case of small jobs): no per-object hook
+        return plain(values)
     try:
         return dumps(values, network)
     except Exception:
