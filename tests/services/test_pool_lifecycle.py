@@ -6,6 +6,7 @@ Nothing sleeps: orders are forced with events, pings run on a fake clock.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -151,6 +152,27 @@ def test_jobs_are_held_to_what_travelling_needs_even_serially(network):
     assert fine.result == 6
     assert refers_to_pool.result == 5  # a pool travels by reference, like the network
 
+
+
+@dataclasses.dataclass(frozen=True)
+class _Box:
+    content: object
+
+
+def test_instances_of_plain_classes_are_held_to_travelling_by_their_contents(network):
+    """The travel check knows a plain class (a dataclass like a chunk) after its first
+    instance, but still looks at what each instance holds."""
+    with network.create_job_pool(quiet=True) as pool:
+        plain = [pool.queue(lambda net, box: box.content, (_Box((i, 2.5)),)) for i in range(3)]
+        locked = pool.queue(lambda net, box: None, (_Box(threading.Lock()),), name="locked")
+        with pytest.raises(WorkflowError) as info:
+            pool.execute()
+    assert [job.result for job in plain] == [(0, 2.5), (1, 2.5), (2, 2.5)]
+    assert workflow_message(info) == (
+        "1 of 4 jobs failed:\n  job 'locked' failed: JobPoolError: job 'locked' cannot be "
+        "sent to another rank: TypeError: cannot pickle '_thread.lock' object"
+    )
+    assert locked.started_at is None  # it never ran
 
 
 # --- errors that end the pool ---------------------------------------------------------

@@ -758,15 +758,22 @@ class _Dispatcher:
         if meta:
             self._learn(meta[-1][3] - meta[0][2], len(meta), jobs[meta[0][0]]._fn)
         network = self.network
+        succeeded = []  # recorded together (ledger.succeeded), in order with failures
         for (job_id, ok, t0, t1), value in zip(meta, values):
             if owned.pop(job_id, None) is None:
                 continue  # taken back (run elsewhere) or cancelled meanwhile
             if ok:
-                ledger.finished(jobs[job_id], True, value, rank, t0, t1)
-            elif ok is None:
+                succeeded.append((jobs[job_id], value, t0, t1))
+                continue
+            if succeeded:
+                ledger.succeeded(succeeded, rank)
+                succeeded = []
+            if ok is None:
                 ledger.finished(jobs[job_id], False, error, rank, t0, t1)
             else:
                 ledger.finished(jobs[job_id], False, unpack_error(value, network), rank, t0, t1)
+        if succeeded:
+            ledger.succeeded(succeeded, rank)
 
     def collect_local(self) -> bool:
         ledger = self.ledger

@@ -13,8 +13,9 @@ Who calls what::
     Ledger ──freed / drain_requested / pending cancels──▶ dispatcher (polled, no hooks)
 
 Every job status write goes through :meth:`Ledger._move`, which checks the transition
-table of ``_status``. All methods but :meth:`push`, :meth:`add` and the read-only
-properties run in the pool's main thread only.
+table of ``_status`` (or its batch form :meth:`Ledger._move_all`, for the results of a
+batch of jobs: the same table, checked once per batch). All methods but :meth:`push`,
+:meth:`add` and the read-only properties run in the pool's main thread only.
 """
 
 from __future__ import annotations
@@ -233,6 +234,16 @@ class Ledger:
         job.status = new
         return old
 
+    def _move_all(self, jobs: Sequence[Job], old: JobStatus, new: JobStatus) -> None:
+        """:meth:`_move` for many jobs, all in status ``old``: the transition table is
+        checked once for the batch, each job's status before it is written."""
+        if new not in old._next:
+            raise InvalidStateError(f"{len(jobs)} jobs: {old.value} -> {new.value}")
+        for job in jobs:
+            if job.status is not old:
+                raise InvalidStateError(f"{job.name}: {job.status.value} -> {new.value}")
+            job.status = new
+
     def next_ready(self) -> Job | None:
         """The next job ready to run (QUEUED), or None."""
         ready = self._ready
@@ -384,6 +395,45 @@ class Ledger:
         if self._fail_fast_on and not handled and self.failed_fast is None:
             self.failed_fast = job
             self._fail_fast()
+
+    def succeeded(self, ended: list, rank: int) -> None:
+        """Jobs that returned on ``rank``, ``(job, value, t0, t1)`` each, in order:
+        :meth:`finished` for a batch, each transition checked once for all of them."""
+        if self._notifier.active:  # events, one job at a time
+            for job, value, t0, t1 in ended:
+                self.finished(job, True, value, rank, t0, t1)
+            return
+        running = self.running
+        started = []  # started and ended in one report: RUNNING only on the way
+        live = []
+        for item in ended:
+            job = item[0]
+            status = job.status
+            if status is _RUNNING:
+                del running[job.id]
+            elif status is _QUEUED:
+                started.append(job)
+                job.rank = rank
+                job.started_at = item[2]
+            else:
+                continue  # cancelled or aborted meanwhile
+            live.append(item)
+        if started:
+            self._move_all(started, _QUEUED, _RUNNING)
+        self._move_all([item[0] for item in live], _RUNNING, _SUCCESS)
+        busy = 0.0
+        for job, value, t0, t1 in live:
+            job.ended_at = t1
+            busy += t1 - t0
+            job._args = job._kwargs = None  # the inputs are no longer needed: free them
+            job._result = value
+            if job._submitter is not None:
+                self._submitter_ended(job._submitter)
+            if job._dependents is not None:
+                self._release_dependents(job)
+        self.busy += busy
+        self.ran += len(live)
+        self.unfinished -= len(live)
 
     def unsent(self, job: Job, error: BaseException) -> None:
         """``job`` could not travel to a rank: it fails without running."""
