@@ -125,6 +125,7 @@ class _Phase(Enum):
 _ENTERED = _Phase.ENTERED
 _EXECUTING = _Phase.EXECUTING
 
+
 def _event_maker(ref: "weakref.ref[JobPool]", workflow: Any) -> Callable[..., PoolProgress]:
     def make(reason, job, old) -> PoolProgress:
         pool = ref()

@@ -38,6 +38,7 @@ from ._run import run_job
 from ._wire import Inbox, Outbox, decode, encode, join, plain, split
 
 _FLUSH_EVERY = 0.02  # seconds: results (and starts) reach the main rank at least this often
+_POLL_EVERY = 0.001  # seconds: the longest a worker runs tasks without looking for messages
 _STOP_WAIT = 5.0  # seconds a failed or interrupted worker waits for the main rank's STOP
 _END_OF_BATCH = None
 _DUMP_POLL = 0.2  # seconds between two looks for a DUMP (a thread; ~nothing of a core)
@@ -220,20 +221,29 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox) -> Summary:
                 flush()
                 return loads(body, None)
         if tasks:
-            task = tasks.popleft()
-            if task is _END_OF_BATCH:
-                flush()
-                continue
-            job_id, fn, args, kwargs, first = task
-            if first or time.monotonic() - last_sent > _FLUSH_EVERY:
-                flush()
-                outbox.send(0, encode(Kind.STARTED, job_id, plain(time.time())))
-            ok, value, t0, t1 = run_job(fn, args, kwargs, network, job_id, check_result=False)
-            values.append(value if ok else pack_error(value, rank, size, network))
-            meta.append((job_id, ok, t0, t1))
-            if time.monotonic() - last_sent > _FLUSH_EVERY:
-                flush()
+            # Run tasks until the batch ends or _POLL_EVERY passed, then look for messages
+            # again (not before every task: a probe costs more than a trivial job). A job
+            # that ran that long is always followed by a look, so a RECALL or CANCEL sent
+            # while it ran is seen before the next task starts.
             backoff.reset()
+            polled = time.monotonic()
+            while tasks:
+                task = tasks.popleft()
+                if task is _END_OF_BATCH:
+                    flush()
+                    break
+                job_id, fn, args, kwargs, first = task
+                if first or time.monotonic() - last_sent > _FLUSH_EVERY:
+                    flush()
+                    outbox.send(0, encode(Kind.STARTED, job_id, plain(time.time())))
+                ok, value, t0, t1 = run_job(fn, args, kwargs, network, job_id, check_result=False)
+                values.append(value if ok else pack_error(value, rank, size, network))
+                meta.append((job_id, ok, t0, t1))
+                now = time.monotonic()
+                if now - last_sent > _FLUSH_EVERY:
+                    flush()
+                if now - polled > _POLL_EVERY or guard.signal_name is not None:
+                    break
             continue
         flush()
         outbox.prune()
