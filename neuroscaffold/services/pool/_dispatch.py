@@ -489,23 +489,24 @@ class _Dispatcher:
         """Run up to ``count`` cheap ready jobs in this thread (they cost less than a
         hand-off to the executor thread); stops early when a job turns out slow."""
         ledger = self.ledger
-        next_ready = ledger.next_ready
         fn_cost = self.fn_cost
         travel = self.travel
-        ran = 0
+        jobs = ledger.take_ready(count)  # one call, not one per job; the rest go back
+        ran = taken = 0
         last_fn = key = None
         start = time.perf_counter()
-        while ran < count:
-            job = next_ready()
-            if job is None:
-                break
+        for job in jobs:
+            if ledger.drain_requested:  # fail_fast: no job taken here runs any more
+                ledger.dropped(job)
+                taken += 1
+                continue
             fn = job._fn
             if fn is not last_fn:  # runs of one function: one lookup
                 key = cost_key(fn)
                 if fn_cost.get(key, _INLINE_SECONDS) >= _INLINE_SECONDS:
-                    ledger.put_back((job,))  # not known to be cheap: leave it to the others
-                    break
+                    break  # not known to be cheap: leave it to the others
                 last_fn = fn
+            taken += 1
             seconds = run_here(ledger, job, travel)
             if seconds is None:
                 continue
@@ -515,6 +516,8 @@ class _Dispatcher:
                 break
             if time.perf_counter() - start > _BATCH_SECONDS:
                 break
+        if taken < len(jobs):
+            ledger.put_back(jobs[taken:])
         if ran:
             elapsed = time.perf_counter() - start
             self._learn(elapsed, ran)

@@ -5,7 +5,7 @@ below.
 
 Who calls what::
 
-    JobPool.queue ──add()──▶ Ledger ◀──next_ready()/take_ready()── dispatcher
+    JobPool.queue ──add()──▶ Ledger ◀──take_ready()/put_back()── dispatcher
     other threads ──push()─▶ incoming ──drain_incoming()──▶ (main thread)
     dispatcher ──started() / finished() / unsent() / dropped()──▶ job states, events
     pool, dispatcher ──broken(reason)──▶ every unfinished job ABORTED
@@ -243,15 +243,6 @@ class Ledger:
             if job.status is not old:
                 raise InvalidStateError(f"{job.name}: {job.status.value} -> {new.value}")
             job.status = new
-
-    def next_ready(self) -> Job | None:
-        """The next job ready to run (QUEUED), or None."""
-        ready = self._ready
-        while ready:
-            job = ready.popleft()
-            if job.status is _QUEUED:
-                return job
-        return None
 
     def take_ready(self, count: int) -> list[Job]:
         """Up to ``count`` jobs ready to run, in order."""
