@@ -7,6 +7,7 @@ need another rank to send jobs to start at 2 ranks.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -230,6 +231,35 @@ def test_jobs_are_held_to_what_travelling_needs_on_every_rank(world):
     # unpicklable results fail wherever they ran; unpicklable arguments before running
     assert {(j.status, str(j.error)) for j in results} == {(FAILED, RESULT_TEXT + LOCK_TEXT)}
     assert {(j.status, j.rank) for j in args} == {(FAILED, None)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Box:
+    content: object
+
+
+def _content(net, box):
+    return box.content
+
+
+@mpi_matrix(1, 2, 3, 4)
+def test_instances_of_plain_classes_are_held_to_travelling_by_their_contents(world):
+    """The travel check knows a plain class (a dataclass like a chunk) after its first
+    instance, but still looks at what each instance holds."""
+    with world.network.create_job_pool(quiet=True) as pool:
+        if world.main:
+            plain = [pool.queue(_content, (_Box((i, 2.5)),)) for i in range(3 * world.size)]
+            locked = pool.queue(_content, (_Box(threading.Lock()),), name="locked")
+        error = outcome(pool.execute)
+    check_workflow_error(world, error)
+    if not world.main:
+        return
+    assert [job.result for job in plain] == [(i, 2.5) for i in range(3 * world.size)]
+    assert summary_of(error) == (
+        f"1 of {3 * world.size + 1} jobs failed:\n  job 'locked' failed: JobPoolError: job "
+        f"'locked' cannot be sent to another rank: {LOCK_TEXT}"
+    )
+    assert locked.started_at is None  # it never ran
 
 
 # --- errors that end the pool: every rank leaves with a clear error ----------------------

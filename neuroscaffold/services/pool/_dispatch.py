@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from queue import SimpleQueue
+from types import FunctionType
 from typing import Any, Hashable, NamedTuple
 
 from ..._backoff import Backoff
@@ -102,6 +103,8 @@ def function_key(fn) -> Hashable:
 def cost_key(fn) -> Hashable:
     """What job durations are learnt per: the code of a function (shared by every
     closure made from it, so per-job lambdas do not grow the table), else the type."""
+    if fn.__class__ is FunctionType:  # the common case, without failed lookups
+        return fn.__code__
     code = getattr(getattr(fn, "__func__", fn), "__code__", None)
     return code if code is not None else type(fn)
 
@@ -113,17 +116,27 @@ class TravelCheck:
     """Holds jobs run in this process to what travelling to another rank needs.
 
     A job must fail the same way whichever rank runs it. Functions are checked once
-    (remembered in a bounded table); arguments every time, cheaply when plain.
+    (remembered in a bounded table, and the last one that travels by identity, so a
+    run of jobs of one function costs one comparison); arguments every time, cheaply
+    when plain (see :func:`._protocol.pickling_error`).
     """
 
     def __init__(self, network):
         self.network = network
         self.checked: dict = {}
+        self._last_ok: Any = None  # the function checked last, if it travels
 
     def error(self, job) -> JobPoolError | None:
         """Why ``job`` cannot travel (its error), or None. Never raises."""
-        network = self.network
         fn = job._fn
+        args = job._args
+        if fn is self._last_ok and not job._kwargs:
+            for item in args:  # the common case, inline: a few plain values
+                if item.__class__ not in SCALARS:
+                    break
+            else:
+                return None
+        network = self.network
         try:
             try:
                 cause = self.checked[fn]
@@ -134,9 +147,10 @@ class TravelCheck:
                 self.checked[fn] = cause
             except TypeError:  # an unhashable callable: check it every time
                 cause = pickling_error(fn, network)
-            args = job._args
+            if cause is None:
+                self._last_ok = fn
             if cause is None and args:
-                for item in args:  # the common case, inline: a few plain values
+                for item in args:
                     if item.__class__ not in SCALARS:
                         cause = pickling_error(args, network)
                         break
@@ -173,8 +187,13 @@ def serial_execute(pool, guard) -> None:
         return
     ledger = pool._ledger
     take_ready = ledger.take_ready
+    started = ledger.started
+    finished = ledger.finished
     wake = ledger.wake
     travel = TravelCheck(pool.network)
+    travel_error = travel.error
+    network = pool.network
+    clock = time.time
     ledger.drain_incoming()
     while True:
         if guard.signal_name is not None:
@@ -183,11 +202,20 @@ def serial_execute(pool, guard) -> None:
             ledger.drain_incoming()
         jobs = take_ready(_SERIAL_BATCH)
         if jobs:
+            # run_here, inline: the same steps, without a call per job.
             for job in jobs:
                 if ledger.drain_requested:  # fail_fast: the rest of the batch never runs
                     ledger.dropped(job)
-                else:
-                    run_here(ledger, job, travel)
+                    continue
+                if job.status is not _QUEUED:
+                    continue  # cancelled meanwhile (by a job of this batch)
+                error = travel_error(job)
+                if error is not None:
+                    ledger.unsent(job, error)
+                    continue
+                started(job, 0, clock())  # listeners hear RUNNING before it runs
+                ok, value, t0, t1 = run_job(job._fn, job._args, job._kwargs, network, job.id)
+                finished(job, ok, value, 0, t0, t1)
             continue
         if ledger.has_incoming() or pool._scheduling():
             wake.clear()
@@ -507,19 +535,24 @@ class _Dispatcher:
         """Run up to ``count`` cheap ready jobs in this thread (they cost less than a
         hand-off to the executor thread); stops early when a job turns out slow."""
         ledger = self.ledger
-        next_ready = ledger.next_ready
         fn_cost = self.fn_cost
         travel = self.travel
-        ran = 0
+        jobs = ledger.take_ready(count)  # one call, not one per job; the rest go back
+        ran = taken = 0
+        last_fn = key = None
         start = time.perf_counter()
-        while ran < count:
-            job = next_ready()
-            if job is None:
-                break
-            key = cost_key(job._fn)
-            if fn_cost.get(key, _INLINE_SECONDS) >= _INLINE_SECONDS:
-                ledger.put_back((job,))  # not known to be cheap: leave it to the others
-                break
+        for job in jobs:
+            if ledger.drain_requested:  # fail_fast: no job taken here runs any more
+                ledger.dropped(job)
+                taken += 1
+                continue
+            fn = job._fn
+            if fn is not last_fn:  # runs of one function: one lookup
+                key = cost_key(fn)
+                if fn_cost.get(key, _INLINE_SECONDS) >= _INLINE_SECONDS:
+                    break  # not known to be cheap: leave it to the others
+                last_fn = fn
+            taken += 1
             seconds = run_here(ledger, job, travel)
             if seconds is None:
                 continue
@@ -529,6 +562,8 @@ class _Dispatcher:
                 break
             if time.perf_counter() - start > _BATCH_SECONDS:
                 break
+        if taken < len(jobs):
+            ledger.put_back(jobs[taken:])
         if ran:
             elapsed = time.perf_counter() - start
             self._learn(elapsed, ran)
@@ -538,40 +573,63 @@ class _Dispatcher:
         key = function_key(fn)
         entry = self.fn_ids.get(key)
         if entry is None:
-            if len(self.fn_ids) >= _MAX_FUNCTIONS:
-                # Per-job closures would otherwise be kept until execute() returns:
-                # start afresh, here and (with their next batch) on every rank.
-                self.fn_ids.clear()
-                for target in self.ranks:
-                    target.known_fns.clear()
-                    target.reset = True
             entry = self.fn_ids[key] = (self.next_fn_id, fn)
             self.next_fn_id += 1
         return entry[0]
 
     def send_batch(self, target: _Rank, jobs: list) -> None:
-        new_fns = []
-        tasks = []
+        if len(self.fn_ids) >= _MAX_FUNCTIONS:
+            # Per-job closures would otherwise be kept until execute() returns: start
+            # afresh, here and (with their next batch) on every rank. Only between
+            # batches, so a batch never names a function its rank is told to forget.
+            self.fn_ids.clear()
+            for rank in self.ranks:
+                rank.known_fns.clear()
+                rank.reset = True
         known = target.known_fns
         reset = target.reset
         target.reset = False
+        new_fns = []
+        ids = []
+        fn_ids = []
+        all_args = []
+        all_kwargs: list | None = None
+        plain_values = True  # every argument a plain scalar, no kwargs: plain pickle
+        owned = target.jobs
+        mark = -1 - target.rank
+        last_fn = None
+        fn_id = -1
         for job in jobs:
             fn = job._fn
-            fn_id = self._function_id(fn)
-            if fn_id not in known:
-                new_fns.append((fn_id, fn))
-                known.add(fn_id)
-            tasks.append((job.id, fn_id, job._args, job._kwargs))
+            if fn is not last_fn:  # runs of one function: one lookup
+                fn_id = self._function_id(fn)
+                if fn_id not in known:
+                    new_fns.append((fn_id, fn))
+                    known.add(fn_id)
+                last_fn = fn
+            args = job._args
+            if plain_values:
+                for item in args:
+                    if item.__class__ not in SCALARS:
+                        plain_values = False
+                        break
+            if job._kwargs:
+                plain_values = False
+                if all_kwargs is None:
+                    all_kwargs = [None] * len(jobs)
+                all_kwargs[len(ids)] = job._kwargs
+            ids.append(job.id)
+            fn_ids.append(fn_id)
+            all_args.append(args)
+        tasks = (fn_ids, all_args, all_kwargs)
         try:
-            body = dumps((new_fns, tasks), self.network)
+            body = self._pack_batch(new_fns, tasks, plain_values)
         except Exception:
             jobs, new_fns, tasks = self._drop_unpicklable(target, jobs, new_fns, tasks)
             if not jobs:
                 return
-            body = dumps((new_fns, tasks), self.network)
-        ids = [job.id for job in jobs]
-        owned = target.jobs
-        mark = -1 - target.rank
+            ids = [job.id for job in jobs]
+            body = self._pack_batch(new_fns, tasks, False)
         for job in jobs:
             owned[job.id] = job
             job._waiting = mark
@@ -579,24 +637,35 @@ class _Dispatcher:
         self.next_batch += 1
         self.outbox.send(target.rank, encode(Kind.BATCH, number, join(plain((ids, reset)), body)))
 
+    def _pack_batch(self, new_fns: list, tasks: tuple, plain_values: bool) -> bytes:
+        """The functions (cloudpickled, nodes by name) and the tasks: plainly pickled
+        when every argument is a plain scalar (no per-object hook: the common case)."""
+        fns_blob = dumps(new_fns, self.network) if new_fns else b""
+        return join(fns_blob, plain(tasks) if plain_values else dumps(tasks, self.network))
+
     def _drop_unpicklable(self, target, jobs, new_fns, tasks):
         """Fail the jobs that cannot be pickled (naming why); keep the others."""
         fns = dict(new_fns)
-        keep_jobs, keep_tasks, needed = [], [], set()
-        for job, task in zip(jobs, tasks):
-            fn_id = task[1]
+        fn_ids, all_args, all_kwargs = tasks
+        keep_jobs, keep_ids, keep_args, keep_kwargs, needed = [], [], [], [], set()
+        for index, job in enumerate(jobs):
+            fn_id = fn_ids[index]
+            kwargs = all_kwargs[index] if all_kwargs is not None else None
             try:
-                dumps((fns.get(fn_id), task), self.network)
+                dumps((fns.get(fn_id), all_args[index], kwargs), self.network)
             except Exception as exc:
                 self.ledger.unsent(job, unsent_error(job, exc))
                 continue
             keep_jobs.append(job)
-            keep_tasks.append(task)
+            keep_ids.append(fn_id)
+            keep_args.append(all_args[index])
+            keep_kwargs.append(kwargs)
             needed.add(fn_id)
         for fn_id in fns:
             if fn_id not in needed:
                 target.known_fns.discard(fn_id)
-        return keep_jobs, [(i, f) for i, f in new_fns if i in needed], keep_tasks
+        kept_fns = [(i, f) for i, f in new_fns if i in needed]
+        return keep_jobs, kept_fns, (keep_ids, keep_args, keep_kwargs)
 
     def free_caches(self) -> None:
         freed = self.ledger.freed
@@ -738,15 +807,22 @@ class _Dispatcher:
         if meta:
             self._learn(meta[-1][3] - meta[0][2], len(meta), jobs[meta[0][0]]._fn)
         network = self.network
+        succeeded = []  # recorded together (ledger.succeeded), in order with failures
         for (job_id, ok, t0, t1), value in zip(meta, values):
             if owned.pop(job_id, None) is None:
                 continue  # taken back (run elsewhere) or cancelled meanwhile
             if ok:
-                ledger.finished(jobs[job_id], True, value, rank, t0, t1)
-            elif ok is None:
+                succeeded.append((jobs[job_id], value, t0, t1))
+                continue
+            if succeeded:
+                ledger.succeeded(succeeded, rank)
+                succeeded = []
+            if ok is None:
                 ledger.finished(jobs[job_id], False, error, rank, t0, t1)
             else:
                 ledger.finished(jobs[job_id], False, unpack_error(value, network), rank, t0, t1)
+        if succeeded:
+            ledger.succeeded(succeeded, rank)
 
     def collect_local(self) -> bool:
         ledger = self.ledger

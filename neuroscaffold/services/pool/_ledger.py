@@ -5,7 +5,7 @@ below.
 
 Who calls what::
 
-    JobPool.queue ──add()──▶ Ledger ◀──next_ready()/take_ready()── dispatcher
+    JobPool.queue ──add()──▶ Ledger ◀──take_ready()/put_back()── dispatcher
     other threads ──push()─▶ incoming ──drain_incoming()──▶ (main thread)
     dispatcher ──started() / finished() / unsent() / dropped()──▶ job states, events
     pool, dispatcher ──broken(reason)──▶ every unfinished job ABORTED
@@ -13,8 +13,9 @@ Who calls what::
     Ledger ──freed / drain_requested / pending cancels──▶ dispatcher (polled, no hooks)
 
 Every job status write goes through :meth:`Ledger._move`, which checks the transition
-table of ``_status``. All methods but :meth:`push`, :meth:`add` and the read-only
-properties run in the pool's main thread only.
+table of ``_status`` (or its batch form :meth:`Ledger._move_all`, for the results of a
+batch of jobs: the same table, checked once per batch). All methods but :meth:`push`,
+:meth:`add` and the read-only properties run in the pool's main thread only.
 """
 
 from __future__ import annotations
@@ -233,14 +234,15 @@ class Ledger:
         job.status = new
         return old
 
-    def next_ready(self) -> Job | None:
-        """The next job ready to run (QUEUED), or None."""
-        ready = self._ready
-        while ready:
-            job = ready.popleft()
-            if job.status is _QUEUED:
-                return job
-        return None
+    def _move_all(self, jobs: Sequence[Job], old: JobStatus, new: JobStatus) -> None:
+        """:meth:`_move` for many jobs, all in status ``old``: the transition table is
+        checked once for the batch, each job's status before it is written."""
+        if new not in old._next:
+            raise InvalidStateError(f"{len(jobs)} jobs: {old.value} -> {new.value}")
+        for job in jobs:
+            if job.status is not old:
+                raise InvalidStateError(f"{job.name}: {job.status.value} -> {new.value}")
+            job.status = new
 
     def take_ready(self, count: int) -> list[Job]:
         """Up to ``count`` jobs ready to run, in order."""
@@ -340,15 +342,15 @@ class Ledger:
         """A rank ended ``job``: record the outcome, release or cancel its dependents."""
         status = job.status
         notifier = self._notifier
-        if status is _QUEUED:
+        if status is _RUNNING:
+            del self.running[job.id]
+        elif status is _QUEUED:
             # Started and ended in one report: RUNNING is only an event, never listed.
             self._move(job, _RUNNING)
             job.rank = rank
             job.started_at = t0
             if notifier.active:
                 notifier.job(_JOB_CHANGE, job, _QUEUED)
-        elif status is _RUNNING:
-            del self.running[job.id]
         else:
             return  # cancelled or aborted meanwhile
         job.ended_at = t1
@@ -356,30 +358,73 @@ class Ledger:
         self.ran += 1
         job._args = job._kwargs = None  # the inputs are no longer needed: free them
         if ok:
+            # The common case, with _ended inline (it runs for every job).
             job._result = value
             self._move(job, _SUCCESS)
-        else:
-            job.error = value
-            try:
-                value.add_note(f"raised by job {job.name!r} on rank {rank}")
-            except Exception:
-                pass
-            self._move(job, _FAILED)
-            self.failures.append(job)
+            self.unfinished -= 1
+            if job._submitter is not None:
+                self._submitter_ended(job._submitter)
+            if notifier.active:
+                notifier.job(_JOB_CHANGE, job, _RUNNING)
+            if job._dependents is not None:
+                self._release_dependents(job)
+            return
+        job.error = value
+        try:
+            value.add_note(f"raised by job {job.name!r} on rank {rank}")
+        except Exception:
+            pass
+        self._move(job, _FAILED)
+        self.failures.append(job)
         self._ended(job)
         handled = False
         if notifier.active:
             handled = notifier.job(_JOB_CHANGE, job, _RUNNING)
-        if ok:
+        job._handled = bool(handled)
+        if job._dependents is not None:
+            self._cancel_dependents(job, job)
+        if self._fail_fast_on and not handled and self.failed_fast is None:
+            self.failed_fast = job
+            self._fail_fast()
+
+    def succeeded(self, ended: list, rank: int) -> None:
+        """Jobs that returned on ``rank``, ``(job, value, t0, t1)`` each, in order:
+        :meth:`finished` for a batch, each transition checked once for all of them."""
+        if self._notifier.active:  # events, one job at a time
+            for job, value, t0, t1 in ended:
+                self.finished(job, True, value, rank, t0, t1)
+            return
+        running = self.running
+        started = []  # started and ended in one report: RUNNING only on the way
+        live = []
+        for item in ended:
+            job = item[0]
+            status = job.status
+            if status is _RUNNING:
+                del running[job.id]
+            elif status is _QUEUED:
+                started.append(job)
+                job.rank = rank
+                job.started_at = item[2]
+            else:
+                continue  # cancelled or aborted meanwhile
+            live.append(item)
+        if started:
+            self._move_all(started, _QUEUED, _RUNNING)
+        self._move_all([item[0] for item in live], _RUNNING, _SUCCESS)
+        busy = 0.0
+        for job, value, t0, t1 in live:
+            job.ended_at = t1
+            busy += t1 - t0
+            job._args = job._kwargs = None  # the inputs are no longer needed: free them
+            job._result = value
+            if job._submitter is not None:
+                self._submitter_ended(job._submitter)
             if job._dependents is not None:
                 self._release_dependents(job)
-        else:
-            job._handled = bool(handled)
-            if job._dependents is not None:
-                self._cancel_dependents(job, job)
-            if self._fail_fast_on and not handled and self.failed_fast is None:
-                self.failed_fast = job
-                self._fail_fast()
+        self.busy += busy
+        self.ran += len(live)
+        self.unfinished -= len(live)
 
     def unsent(self, job: Job, error: BaseException) -> None:
         """``job`` could not travel to a rank: it fails without running."""
@@ -419,12 +464,14 @@ class Ledger:
     def _ended(self, job: Job) -> None:
         """Count ``job`` as ended (any terminal status): progress and cache counts."""
         self.unfinished -= 1
-        submitter = job._submitter
-        if submitter is not None:
-            key = id(submitter)
-            done = self._done_by_submitter
-            done[key] = done.get(key, 0) + 1
-            self._count_down(key)
+        if job._submitter is not None:
+            self._submitter_ended(job._submitter)
+
+    def _submitter_ended(self, submitter: Any) -> None:
+        key = id(submitter)
+        done = self._done_by_submitter
+        done[key] = done.get(key, 0) + 1
+        self._count_down(key)
 
     def _count_down(self, key: int) -> None:
         counts = self._unfinished_by_submitter

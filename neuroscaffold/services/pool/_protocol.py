@@ -22,7 +22,9 @@
 Every message is one ``(kind, number)`` header and a body, sent as raw bytes with a
 nonblocking send on the pool's own duplicated communicator. A BATCH body is two blobs:
 the job ids, plainly pickled (so a worker that cannot unpickle the rest still names
-the jobs it failed), and the functions and arguments, cloudpickled. Main to worker
+the jobs it failed), then the new functions, cloudpickled, and the tasks (function
+ids, arguments), plainly pickled when every argument is a plain scalar, else
+cloudpickled. Results of plain scalars are plainly pickled too. Main to worker
 messages use one tag, worker to main another: MPI keeps messages of one (source, tag)
 in order, which the protocol relies on (a FREE is never overtaken by the STOP after
 it, a RECALL reaches the worker before it takes the next task after the batch).
@@ -36,6 +38,7 @@ with that rank's ``pool_cache``.
 
 from __future__ import annotations
 
+import copyreg
 import io
 import pickle
 import socket
@@ -141,18 +144,66 @@ def _plainly_travels(obj, depth: int = 0) -> bool:
     cls = type(obj)
     if cls in _SCALARS:
         return True
-    if (cls is tuple or cls is list) and depth < 2 and len(obj) <= 32:
+    if (cls is tuple or cls is list) and depth < 3 and len(obj) <= (32 if depth < 2 else 8):
         for item in obj:  # a loop, not all(...): this runs for every job
             if type(item) not in _SCALARS and not _plainly_travels(item, depth + 1):
                 return False
         return True
-    if cls is dict and depth < 2 and len(obj) <= 32:
+    if cls is dict and depth < 3 and len(obj) <= (32 if depth < 2 else 8):
         return all(
             type(key) in _SCALARS and _plainly_travels(value, depth + 1)
             for key, value in obj.items()
         )
     dtype = getattr(obj, "dtype", None)
-    return cls.__module__ == "numpy" and dtype is not None and not dtype.hasobject
+    if dtype is not None:
+        return cls.__module__ == "numpy" and not dtype.hasobject
+    if depth < 3 and _pickles_by_state(cls):
+        # An instance of a plain class (a dataclass such as a chunk): it travels when
+        # its attributes do; the class itself was pickled once.
+        state = obj.__dict__
+        if len(state) > 32:
+            return False
+        for key, value in state.items():
+            if type(key) is not str or not _plainly_travels(value, depth + 1):
+                return False
+        return True
+    return False
+
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined in Python
+_BY_STATE: dict[type, bool] = {}  # classes whose instances pickle as (class, __dict__)
+_MAX_BY_STATE = 256
+
+
+def _pickles_by_state(cls: type) -> bool:
+    """Whether instances of ``cls`` pickle as a reference to ``cls`` (which pickles)
+    and their ``__dict__``, and nothing else: Python classes with the default pickling
+    and no slots, that are not nodes (nodes travel by name). Checked once per class."""
+    known = _BY_STATE.get(cls)
+    if known is not None:
+        return known
+    known = (
+        all(base.__flags__ & _HEAPTYPE for base in cls.__mro__[:-1])
+        and cls.__mro__[-1] is object
+        and not issubclass(cls, type)
+        and not any(base.__dict__.get("__slots__") for base in cls.__mro__)
+        and cls.__reduce_ex__ is object.__reduce_ex__
+        and cls.__reduce__ is object.__reduce__
+        and cls.__getstate__ is object.__getstate__  # type: ignore[attr-defined]
+        and not hasattr(cls, "__getnewargs_ex__")
+        and not hasattr(cls, "__getnewargs__")
+        and not hasattr(cls, "get_node_name")
+        and cls not in copyreg.dispatch_table
+    )
+    if known:
+        try:
+            dumps(cls, None)
+        except BaseException:  # noqa: B036 - whatever stops it, it is not plain
+            known = False
+    if len(_BY_STATE) >= _MAX_BY_STATE:
+        _BY_STATE.clear()  # bounded: classes made per job come and go
+    _BY_STATE[cls] = known
+    return known
 
 
 def pickling_error(obj: Any, network: Any) -> Exception | None:

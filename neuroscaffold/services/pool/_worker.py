@@ -22,6 +22,7 @@ from collections import deque
 from ..._backoff import Backoff
 from ...exceptions import JobPoolError, PoolInterrupted, WorkflowError
 from ._protocol import (
+    SCALARS,
     TAG_DUMP,
     TAG_TO_MAIN,
     TAG_TO_WORKER,
@@ -37,6 +38,7 @@ from ._run import run_job
 from ._wire import Inbox, Outbox, decode, encode, join, plain, split
 
 _FLUSH_EVERY = 0.02  # seconds: results (and starts) reach the main rank at least this often
+_POLL_EVERY = 0.001  # seconds: the longest a worker runs tasks without looking for messages
 _STOP_WAIT = 5.0  # seconds a failed or interrupted worker waits for the main rank's STOP
 _END_OF_BATCH = None
 _DUMP_POLL = 0.2  # seconds between two looks for a DUMP (a thread; ~nothing of a core)
@@ -182,15 +184,23 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox) -> Summary:
                 if reset:
                     fns.clear()  # the main rank forgot its functions: so do we
                 try:
-                    new_fns, batch = loads(payload, network)
+                    fns_blob, tasks_blob = split(payload)
+                    if fns_blob:
+                        fns.update(loads(fns_blob, network))
+                    fn_ids, all_args, all_kwargs = loads(tasks_blob, network)
                 except Exception as exc:
                     packed = pack_error(exc, rank, size, network)
                     outbox.send(0, encode(Kind.BATCH_FAILED, number, plain((ids, packed))))
                     continue
-                fns.update(new_fns)
                 first = True
-                for job_id, fn_id, args, kwargs in batch:
-                    tasks.append((job_id, fns[fn_id], args, kwargs, first))
+                last_id = fn = None
+                for index, job_id in enumerate(ids):
+                    fn_id = fn_ids[index]
+                    if fn_id != last_id:
+                        fn = fns[fn_id]
+                        last_id = fn_id
+                    kwargs = all_kwargs[index] if all_kwargs is not None else None
+                    tasks.append((job_id, fn, all_args[index], kwargs, first))
                     first = False
                 tasks.append(_END_OF_BATCH)
             elif kind == Kind.FREE:
@@ -211,20 +221,29 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox) -> Summary:
                 flush()
                 return loads(body, None)
         if tasks:
-            task = tasks.popleft()
-            if task is _END_OF_BATCH:
-                flush()
-                continue
-            job_id, fn, args, kwargs, first = task
-            if first or time.monotonic() - last_sent > _FLUSH_EVERY:
-                flush()
-                outbox.send(0, encode(Kind.STARTED, job_id, plain(time.time())))
-            ok, value, t0, t1 = run_job(fn, args, kwargs, network, job_id, check_result=False)
-            values.append(value if ok else pack_error(value, rank, size, network))
-            meta.append((job_id, ok, t0, t1))
-            if time.monotonic() - last_sent > _FLUSH_EVERY:
-                flush()
+            # Run tasks until the batch ends or _POLL_EVERY passed, then look for messages
+            # again (not before every task: a probe costs more than a trivial job). A job
+            # that ran that long is always followed by a look, so a RECALL or CANCEL sent
+            # while it ran is seen before the next task starts.
             backoff.reset()
+            polled = time.monotonic()
+            while tasks:
+                task = tasks.popleft()
+                if task is _END_OF_BATCH:
+                    flush()
+                    break
+                job_id, fn, args, kwargs, first = task
+                if first or time.monotonic() - last_sent > _FLUSH_EVERY:
+                    flush()
+                    outbox.send(0, encode(Kind.STARTED, job_id, plain(time.time())))
+                ok, value, t0, t1 = run_job(fn, args, kwargs, network, job_id, check_result=False)
+                values.append(value if ok else pack_error(value, rank, size, network))
+                meta.append((job_id, ok, t0, t1))
+                now = time.monotonic()
+                if now - last_sent > _FLUSH_EVERY:
+                    flush()
+                if now - polled > _POLL_EVERY or guard.signal_name is not None:
+                    break
             continue
         flush()
         outbox.prune()
@@ -234,6 +253,11 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox) -> Summary:
 
 def _dump_values(values: list, meta: list, network, rank: int, size: int) -> bytes:
     """Pickle the results; one that cannot travel becomes that job's error, alone."""
+    for value in values:
+        if value.__class__ not in SCALARS:
+            break
+    else:  # plain scalars only (the common case of small jobs): no per-object hook
+        return plain(values)
     try:
         return dumps(values, network)
     except Exception:
