@@ -102,10 +102,15 @@ def function_key(fn) -> Hashable:
 
 def cost_key(fn) -> Hashable:
     """What job durations are learnt per: the code of a function (shared by every
-    closure made from it, so per-job lambdas do not grow the table), else the type."""
+    closure made from it, so per-job lambdas do not grow the table); a method's code
+    and its object (every strategy's jobs run one method, and cost what that strategy
+    costs: one cheap strategy must not make another's jobs look cheap); else the type."""
     if fn.__class__ is FunctionType:  # the common case, without failed lookups
         return fn.__code__
-    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    func = getattr(fn, "__func__", None)
+    if func is not None:
+        return getattr(func, "__code__", func), id(fn.__self__)
+    code = getattr(fn, "__code__", None)
     return code if code is not None else type(fn)
 
 
@@ -377,6 +382,8 @@ class _Dispatcher:
         if fn is not None:
             key = cost_key(fn)
             cost = self.fn_cost.get(key)
+            if cost is None and len(self.fn_cost) >= _MAX_FUNCTIONS:
+                self.fn_cost.clear()  # bounded: methods of many objects would grow it
             self.fn_cost[key] = per_job if cost is None else 0.7 * cost + 0.3 * per_job
 
     def run(self) -> None:
