@@ -64,7 +64,8 @@ _INLINE_SECONDS = 0.001  # jobs known to be cheaper than this run in the dispatc
 _INLINE_ALL_SECONDS = 0.0002  # when all ready work is below this, skip the round trips
 _DISPATCH_WAIT_MAX = 0.005  # the longest nap of a dispatcher idle for long (~100 ms)
 _NAP_MAX = 0.02  # the longest nap of a dispatcher whose ranks are all fed (see ``nap``)
-_DOZE_SLICE = 0.001  # within a nap, how often it looks for a message (a cheap probe)
+_DOZE_SLICE = 0.001  # within a nap, how often it looks for a message (a cheap probe) ...
+_DOZE_SHARE = 0.25  # ... at least: a quarter of the nap
 _REPORT_DEDUP = 2.0  # seconds: a rank that just printed its report does not repeat it
 _SERIAL_BATCH = 64  # serially, jobs taken from the ledger at a time
 _MAX_FUNCTIONS = 1024  # function tables (per pool, per worker) are reset past this
@@ -333,7 +334,7 @@ class _LocalExecutor(_Rank):
                 t0 = time.time()
                 if first or t0 - last_start > _FLUSH_EVERY:
                     done.append(_Started(job, t0))
-                    self.wake.set()
+                    # No wake-up: the dispatcher reports it within its nap.
                     last_start = t0
                     first = False
                 try:
@@ -437,21 +438,24 @@ class _Dispatcher:
                 time.sleep(delay)
 
     def doze(self, seconds: float) -> None:
-        """Sleep up to ``seconds``, waking within ``_DOZE_SLICE`` when a message waits
-        (a rank may have run dry sooner than the mean job duration said), at once when
-        the local executor has results, and for a signal."""
+        """Sleep up to ``seconds``: a quarter of it, at least ``_DOZE_SLICE``, after a
+        message came (a rank may have run dry sooner than the mean job duration said),
+        at once when the local executor has results, and soon after a signal."""
         local, inbox, guard = self.local, self.inbox, self.guard
         deadline = time.monotonic() + seconds
+        # Probing costs a wake-up (tens of microseconds of the core the main rank's
+        # jobs run on); a few probes per nap are enough to catch a rank run dry early.
+        slice_ = max(_DOZE_SLICE, seconds * _DOZE_SHARE)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
             if local is not None and local.in_flight:
-                if local.wake.wait(min(left, _DOZE_SLICE)):
+                if local.wake.wait(min(left, slice_)):
                     local.wake.clear()
                     return
             else:
-                time.sleep(min(left, _DOZE_SLICE))
+                time.sleep(min(left, slice_))
             if (inbox is not None and inbox.waiting()) or guard.signal_name is not None:
                 return
 
@@ -525,7 +529,9 @@ class _Dispatcher:
         if local is not None and head is not None:
             if local.stalled_on is not None and local.stalled_on not in local.jobs:
                 local.stalled_on = None
-            if fn_cost.get(cost_key(head._fn), _INLINE_SECONDS) < _INLINE_SECONDS:
+            # Cheap jobs run inline only while the executor is idle: beside a busy one they
+            # would just share its core (and the GIL), and slow its job down.
+            if not local.jobs and fn_cost.get(cost_key(head._fn), _INLINE_SECONDS) < _INLINE_SECONDS:
                 sent |= self.run_inline(min(batch_size, share))
             elif local.stalled_on is None and len(local.jobs) < ahead:
                 jobs = ledger.take_ready(min(batch_size, ahead - len(local.jobs), share))

@@ -271,13 +271,18 @@ class JobPool:
         nodes = list(nodes)
         if scheduler is None:
             scheduler = lambda node: node.queue(self)  # noqa: E731
+        # The thread waits for ``go``: ``Thread.start`` returns only once the new thread
+        # runs, and a thread that starts queueing at once keeps the GIL for a whole
+        # switch interval (5 ms) and more, while the other ranks wait for their first jobs.
+        go = threading.Event()
         self._scheduler_thread = threading.Thread(
             target=self._run_schedulers,
-            args=(nodes, scheduler),
+            args=(nodes, scheduler, go),
             name="neuroscaffold-scheduler",
             daemon=True,
         )
         self._scheduler_thread.start()
+        go.set()
 
     def execute(self, return_results: bool = False) -> dict[Job, Any] | None:
         """Run every job; collective: every rank calls it, it returns when all ended.
@@ -574,7 +579,8 @@ class JobPool:
 
     # --- background scheduling -------------------------------------------------------
 
-    def _run_schedulers(self, nodes: list, scheduler: Callable) -> None:
+    def _run_schedulers(self, nodes: list, scheduler: Callable, go: threading.Event) -> None:
+        go.wait()
         failed: set[int] = set()
         for node in nodes:
             name = submitter_name(node)
@@ -605,6 +611,9 @@ class JobPool:
             finally:
                 del self._scheduling_for[ident]
                 self._ledger.push(Release(node))
+            # Let the dispatcher in: it waits for the GIL to send these jobs out, and a
+            # thread that keeps running would hold it a whole switch interval (5 ms).
+            time.sleep(0)
         self._ledger.wake.set()
 
     def _scheduling(self) -> bool:
