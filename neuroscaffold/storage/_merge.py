@@ -6,14 +6,17 @@ with each set's dataset allocated at a known byte offset (:func:`create_network_
 and gives each rank a share of the copies, balanced by bytes. Each rank copies its
 share with ``copy_file_range`` (the kernel moves the bytes; no rank holds them), makes
 it durable, and reports. Then the main rank renames the new file over the network path
-and removes the parts directory. A failure anywhere leaves the network path as it was,
-the parts complete, and raises the same one-line error on every rank.
+and renames the parts directory away, and the ranks share out its removal (freeing a
+large file, and the network replaced, takes the file system tens of milliseconds). A
+failure anywhere leaves the network path as it was, the parts complete, and raises the
+same one-line error on every rank.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -25,6 +28,7 @@ from ._parts import PartsDir, storage_error
 __all__ = ["Copy", "merge", "plan_tables"]
 
 _PIECE = 8 << 20  # bytes per pread/pwrite when copy_file_range cannot be used
+_LARGE = 1 << 20  # a file this large is removed by a rank of its own share
 
 
 class Copy(NamedTuple):
@@ -109,7 +113,8 @@ def merge(mpi: Any, path: Path, parts: PartsDir, configuration: str, base: Path 
         base: the network the new one starts from (an append, or a pool session on a
             network); None for a new network.
         meta: connection set -> its attributes.
-        on_main_done: called on the main rank once the new file is in place.
+        on_main_done: called on the main rank at the end, once the new file is in
+            place and the parts are removed.
     """
     rank, size = mpi.get_rank(), mpi.get_size()
     target = path.with_name(f".{path.name}.merge-{os.getpid()}")
@@ -144,22 +149,60 @@ def merge(mpi: Any, path: Path, parts: PartsDir, configuration: str, base: Path 
             failure = str(storage_error(path, error, f"merging on rank {rank}"))
     failures = mpi.collect(failure)
     outcome = None
+    trash: Path | None = None
+    doomed: list[list[str]] = [[] for _ in range(size)]
     if rank == 0:
         outcome = next((f for f in failures if f is not None), None)
         if outcome is None:
             try:
+                parts.keep_aside(path)
                 os.replace(target, path)
                 fsync_path(path.parent)
-                if on_main_done is not None:
-                    on_main_done()
+                trash = parts.retire()
+                doomed = _removals(trash, size)
             except OSError as error:
                 outcome = str(storage_error(path, error, "replacing the network file"))
         if target.exists():
             target.unlink()
-    outcome = mpi.share(outcome)
+    outcome, doomed = mpi.share((outcome, doomed))
     if outcome is not None:
         raise StorageError(outcome)
+    # The network is in place; what is left is freeing the parts (and the network it
+    # replaced): tens of milliseconds of file system work per large file, shared out.
+    for name in doomed[rank]:
+        try:
+            os.unlink(name)
+        except OSError:
+            pass  # what is left is removed below, or swept by the next session
+    mpi.collect(None)
+    if rank == 0:
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+        if on_main_done is not None:
+            on_main_done()
     return sizes
+
+
+def _removals(trash: Path | None, ranks: int) -> list[list[str]]:
+    """The large files in ``trash``, shared out over ``ranks`` by size (largest first,
+    each to the least loaded rank)."""
+    shares: list[list[str]] = [[] for _ in range(ranks)]
+    if trash is None or not trash.is_dir():
+        return shares
+    files = []
+    for entry in os.scandir(trash):
+        try:
+            files.append((entry.stat().st_size, entry.path))
+        except OSError:
+            continue
+    load = [0] * ranks
+    for size, name in sorted(files, reverse=True):
+        if size < _LARGE:
+            break  # small files go with the directory
+        least = load.index(min(load))
+        shares[least].append(name)
+        load[least] += size
+    return shares
 
 
 def _reserve(target: Path) -> None:

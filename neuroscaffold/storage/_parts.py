@@ -25,6 +25,7 @@ from ._blocks import Block
 __all__ = ["Commits", "PartsDir", "WriterLock", "busy", "free_space", "parts_path"]
 
 MANIFEST = "manifest.json"
+OLD_NETWORK = "replaced.hdf5"  # the network a merge replaces, kept aside (see keep_aside)
 _SHARD = re.compile(r"^a(\d+)-r(\d+)\.journal$")
 _ANY_SHARD = re.compile(r"^a(\d+)-r(\d+)\.(journal|data)$")
 
@@ -180,22 +181,43 @@ class PartsDir:
             raise StorageError(f"{self.path / MANIFEST}: unreadable ({error})") from None
 
     def remove(self) -> None:
-        """Remove the directory. It is first renamed away in one step: a process killed
-        midway through the removal leaves a hidden leftover (swept by the next
-        session), never a parts directory that has lost its manifest or half its
-        journals and would be taken for an unfinished compile."""
+        """Remove the directory (see :meth:`retire`)."""
+        trash = self.retire()
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def retire(self) -> Path | None:
+        """Take the directory out of use in one step, and return where it now is (to be
+        removed; None when there was none).
+
+        It is renamed away: a process killed midway through the removal leaves a hidden
+        leftover (swept by the next session), never a parts directory that has lost
+        its manifest or half its journals and would be taken for an unfinished compile.
+        """
         trash = self.path.with_name(f".{self.path.name}.removing-{os.getpid()}")
         try:
             os.rename(self.path, trash)
         except FileNotFoundError:
-            return
-        except OSError:  # cannot rename here: remove in place, the manifest first
+            return None
+        except OSError:  # cannot rename here: it is removed in place, the manifest first
             trash = self.path
             try:
                 os.unlink(self.path / MANIFEST)
             except OSError:
                 pass
-        shutil.rmtree(trash, ignore_errors=True)
+        return trash
+
+    def keep_aside(self, network: Path) -> None:
+        """Hard-link the finished network at ``network`` into the directory, so that
+        replacing it frees nothing yet: freeing a large file takes the file system
+        tens of milliseconds, which the ranks then share while they remove the parts.
+        Nothing is linked where hard links are not supported."""
+        kept = self.path / OLD_NETWORK
+        try:
+            kept.unlink(missing_ok=True)
+            os.link(network, kept)
+        except OSError:
+            pass
 
     def sweep(self) -> None:
         """Remove what killed removals left behind (call only when no process writes

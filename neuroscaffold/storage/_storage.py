@@ -314,8 +314,9 @@ class HDF5Storage:
             recent_blocks.clear()
 
     def _end_on_main(self) -> None:
-        self.parts.remove()
-        self.release()
+        # The lock file went away with the parts directory: unlinking ``parts/lock``
+        # now could remove the lock of a writer that started since.
+        self.release(remove=False)
 
     def end_session(self) -> None:
         """Every rank: stop writing without merging (the parts stay for a resume)."""
@@ -329,10 +330,11 @@ class HDF5Storage:
         recent_blocks.clear()
         self.release()
 
-    def release(self) -> None:
-        """Main rank: release the writer lock (if held)."""
+    def release(self, remove: bool | None = None) -> None:
+        """Main rank: release the writer lock (if held), and remove its file if
+        ``remove`` (by default: when no parts directory is left)."""
         if self._lock is not None:
-            self._lock.release(remove=not self.parts.exists())
+            self._lock.release(remove=not self.parts.exists() if remove is None else remove)
             self._lock = None
 
 
