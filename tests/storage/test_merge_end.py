@@ -1,7 +1,8 @@
-"""The end of a merge: the new network replaces the old one, then the ranks share out
-the removal of the parts and of the network replaced (freeing a large file is file
-system work of tens of milliseconds). Nothing is left behind, at any rank count, and
-the network replaced is freed, not just unlinked from the path."""
+"""The end of a merge: the copied bytes go to the disk while the copy goes on, the new
+network replaces the old one, then the ranks share out the removal of the parts and of
+the network replaced (freeing a large file is file system work of tens of
+milliseconds). Nothing is left behind, at any rank count, and the network replaced is
+freed, not just unlinked from the path."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from neuroscaffold import Configuration, Network
+from neuroscaffold import Configuration, Network, from_storage
 from neuroscaffold.storage import canonical_contents
 from neuroscaffold.storage._merge import _removals
 from neuroscaffold.storage._parts import OLD_NETWORK, PartsDir
@@ -78,3 +79,34 @@ def test_a_recompile_under_mpiexec_leaves_only_the_network(reference, tmp_path, 
         assert outcome.returncode == 0, outcome.describe()
         assert sorted(os.listdir(tmp_path)) == ["net.hdf5"], outcome.describe()
         assert canonical_contents(out) == expected
+
+
+def test_copied_bytes_are_handed_to_writeback_in_contiguous_pieces(monkeypatch):
+    """The merge starts the disk writes while it copies (``fdatasync`` then waits for
+    the last piece only): contiguous copies are advised together, once they add up to
+    ``_WRITEBACK`` bytes or when the next copy is elsewhere."""
+    from neuroscaffold.storage import _merge
+
+    advised = []
+    monkeypatch.setattr(_merge, "_WRITEBACK", 100)
+    monkeypatch.setattr(_merge.os, "posix_fadvise",
+                        lambda fd, offset, length, advice: advised.append((fd, offset, length)))
+    written = _merge._Writeback(7)
+    for offset, size in [(0, 40), (40, 40), (80, 40), (120, 10), (500, 10), (510, 0)]:
+        written.add(offset, size)
+    written.flush()
+    written.flush()  # nothing left: no advice
+    assert advised == [(7, 0, 120), (7, 120, 10), (7, 500, 10)]
+
+
+def test_a_merge_works_where_writeback_advice_fails(tmp_path, monkeypatch):
+    from neuroscaffold.storage import _merge
+
+    def refused(*args):
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(_merge, "_WRITEBACK", 1)
+    monkeypatch.setattr(_merge.os, "posix_fadvise", refused)
+    path = tmp_path / "net.hdf5"
+    Network(Configuration(two_layers()), path).compile(quiet=True)
+    assert len(from_storage(path).get_connectivity_set("c_to_b")) == 32 * 90
