@@ -21,6 +21,7 @@ import numpy as np
 from ..exceptions import StorageError
 from ._blocks import ROW
 from ._parts import storage_error
+from ._writeback import Writeback
 
 __all__ = ["COMMIT_INTERVAL", "ShardWriter"]
 
@@ -30,6 +31,9 @@ COMMIT_INTERVAL = 0.2
 #: Bytes kept free for the journal: a job is refused before the disk is full, so that
 #: the jobs written before it can still be committed.
 RESERVE = 1 << 20
+
+#: Bytes of rows handed to the disk writeback at a time (see :mod:`._writeback`).
+WRITEBACK = 1 << 20
 
 _KIND_TAG = {"placement": "p", "connectivity": "c"}
 
@@ -50,6 +54,7 @@ class ShardWriter:
         self._data_fd: int | None = None
         self._journal_fd: int | None = None
         self._offset = 0
+        self._writeback: Writeback | None = None
         self._pending: list[bytes] = []
         self._error: StorageError | None = None
         self._committer: threading.Thread | None = None
@@ -121,6 +126,9 @@ class ShardWriter:
             # Truncated: an earlier process of this attempt number never committed.
             self._data_fd = os.open(self.data, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             self._offset = 0
+            # The rows go to the disk as they come (kept cached: the next phase and the
+            # merge read them), so that a commit's fdatasync finds little left to write.
+            self._writeback = Writeback(self._data_fd, WRITEBACK, drop=False)
             # Started before it is kept: a Ctrl-C between the two must not leave a
             # thread that ``close`` would join unstarted (the thread stops by itself).
             committer = threading.Thread(target=self._commit_regularly, daemon=True,
@@ -138,6 +146,7 @@ class ShardWriter:
         done = 0
         while done < len(view):
             done += os.pwrite(self._data_fd, view[done:], self._offset + done)
+        self._writeback.add(self._offset, len(view))
         self._offset += len(view)
 
     # --- commits ----------------------------------------------------------------------

@@ -1,8 +1,7 @@
-"""The end of a merge: the copied bytes go to the disk while the copy goes on, the new
-network replaces the old one, then the ranks share out the removal of the parts and of
-the network replaced (freeing a large file is file system work of tens of
-milliseconds). Nothing is left behind, at any rank count, and the network replaced is
-freed, not just unlinked from the path."""
+"""The end of a merge: the new network replaces the old one, then the ranks share out
+the removal of the parts and of the network replaced (freeing a large file is file
+system work of tens of milliseconds). Nothing is left behind, at any rank count, and
+the network replaced is freed, not just unlinked from the path."""
 
 from __future__ import annotations
 
@@ -81,32 +80,14 @@ def test_a_recompile_under_mpiexec_leaves_only_the_network(reference, tmp_path, 
         assert canonical_contents(out) == expected
 
 
-def test_copied_bytes_are_handed_to_writeback_in_contiguous_pieces(monkeypatch):
-    """The merge starts the disk writes while it copies (``fdatasync`` then waits for
-    the last piece only): contiguous copies are advised together, once they add up to
-    ``_WRITEBACK`` bytes or when the next copy is elsewhere."""
-    from neuroscaffold.storage import _merge
-
-    advised = []
-    monkeypatch.setattr(_merge, "_WRITEBACK", 100)
-    monkeypatch.setattr(_merge.os, "posix_fadvise",
-                        lambda fd, offset, length, advice: advised.append((fd, offset, length)))
-    written = _merge._Writeback(7)
-    for offset, size in [(0, 40), (40, 40), (80, 40), (120, 10), (500, 10), (510, 0)]:
-        written.add(offset, size)
-    written.flush()
-    written.flush()  # nothing left: no advice
-    assert advised == [(7, 0, 120), (7, 120, 10), (7, 500, 10)]
-
-
 def test_a_merge_works_where_writeback_advice_fails(tmp_path, monkeypatch):
-    from neuroscaffold.storage import _merge
+    from neuroscaffold.storage import _merge, _writeback
 
     def refused(*args):
         raise OSError(22, "Invalid argument")
 
     monkeypatch.setattr(_merge, "_WRITEBACK", 1)
-    monkeypatch.setattr(_merge.os, "posix_fadvise", refused)
+    monkeypatch.setattr(_writeback.os, "posix_fadvise", refused)
     path = tmp_path / "net.hdf5"
     Network(Configuration(two_layers()), path).compile(quiet=True)
     assert len(from_storage(path).get_connectivity_set("c_to_b")) == 32 * 90
