@@ -290,6 +290,10 @@ class _LocalExecutor(_Rank):
         self.draining = False
         self.cancelled: set[int] = set()  # job ids to drop unstarted (Job.cancel)
         self.recalled: set[int] = set()  # job ids taken back to run elsewhere
+        # Ids of the jobs this thread took (started, or dropped), until collected. A job
+        # is taken or recalled under ``lock``, never both: see ``_Dispatcher.rebalance``.
+        self.taken: set[int] = set()
+        self.lock = threading.Lock()
         self.batches: SimpleQueue = SimpleQueue()
         self.done: deque = deque()
         self.wake = threading.Event()  # set when ``done`` gets records
@@ -314,6 +318,7 @@ class _LocalExecutor(_Rank):
         done = self.done
         travel = self._travel
         last_start = 0.0
+        lock, recalled, taken = self.lock, self.recalled, self.taken
         while True:
             batch = self.batches.get()
             if batch is None:
@@ -321,9 +326,11 @@ class _LocalExecutor(_Rank):
             first = True
             for job in batch:
                 job_id = job.id
-                if job_id in self.recalled:
-                    self.recalled.discard(job_id)
-                    continue
+                with lock:
+                    if job_id in recalled:
+                        recalled.discard(job_id)
+                        continue
+                    taken.add(job_id)
                 if self.draining or job_id in self.cancelled or job.status is not _QUEUED:
                     done.append(_Dropped(job))
                     continue
@@ -418,6 +425,8 @@ class _Dispatcher:
                 self.free_caches()
             if ledger.ready_count():
                 busy |= self.dispatch()
+            elif local is not None and len(local.jobs) > 1 and self.ranks:
+                busy |= self.rebalance()
             if self.outbox is not None:
                 self.outbox.prune()
             if self.finished():
@@ -548,6 +557,34 @@ class _Dispatcher:
                     local.batches.put(jobs)
                     sent = True
         return sent
+
+    def rebalance(self) -> bool:
+        """At the end of a phase (nothing is ready), give the main rank's unstarted jobs
+        to the ranks that ran dry, keeping it a fair share: otherwise they wait idle
+        while the main rank (whose jobs share a core with this dispatcher) works through
+        the last ones alone. Jobs go from the end of its queue; one that the job thread
+        has taken is never given away (the thread takes, this recalls, under one lock).
+        """
+        local = self.local
+        idle = [target for target in self.ranks if not target.jobs and target.stalled_on is None]
+        if not idle or local.stalled_on is not None:
+            return False
+        with local.lock:
+            waiting = [job for job in local.jobs.values()
+                       if job.id not in local.taken and job.id not in local.recalled]
+            keep = -(-len(waiting) // (len(idle) + 1))
+            given = waiting[keep:]
+            if not given:
+                return False
+            local.recalled.update(job.id for job in given)
+        for job in given:
+            del local.jobs[job.id]
+        share = -(-len(given) // len(idle))
+        for index, target in enumerate(idle):
+            jobs = given[index * share:(index + 1) * share]
+            if jobs:
+                self.send_batch(target, jobs)
+        return True
 
     def run_inline(self, count: int) -> bool:
         """Run up to ``count`` cheap ready jobs in this thread (they cost less than a
@@ -847,6 +884,7 @@ class _Dispatcher:
         local = self.local
         done = local.done
         owned = local.jobs
+        taken = local.taken
         count = 0
         first_t0 = last_t1 = fn = None
         while done:
@@ -854,6 +892,7 @@ class _Dispatcher:
             cls = item.__class__
             if cls is tuple:  # (job, outcome): ended
                 job, (ok, value, t0, t1) = item
+                taken.discard(job.id)
                 if owned.pop(job.id, None) is None:
                     continue
                 count += 1
@@ -866,9 +905,11 @@ class _Dispatcher:
                 if item.job.id in owned:
                     ledger.started(item.job, 0, item.t0)
             elif cls is _Dropped:
+                taken.discard(item.job.id)
                 if owned.pop(item.job.id, None) is not None:
                     ledger.dropped(item.job)
             elif cls is _Unsent:
+                taken.discard(item.job.id)
                 if owned.pop(item.job.id, None) is not None:
                     ledger.unsent(item.job, item.error)
             else:
