@@ -17,7 +17,6 @@ at most ``TRIM_THRESHOLD`` bytes of free heap stay with the process.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import threading
 
@@ -48,9 +47,11 @@ def _tune() -> bool:
     if os.environ.get(OPT_OUT_VARIABLE, "").strip().lower() in ("0", "false", "no", "off"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # The symbols the process already has (Python links the C library): no
+        # ``find_library``, which runs ``ldconfig`` in a subprocess (~2 ms per rank).
+        libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
-        ctypes.CDLL(None).gnu_get_libc_version  # noqa: B018 (glibc only: raises elsewhere)
+        libc.gnu_get_libc_version  # noqa: B018 (glibc only: raises elsewhere)
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
