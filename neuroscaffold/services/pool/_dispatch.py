@@ -566,17 +566,20 @@ class _Dispatcher:
         has taken is never given away (the thread takes, this recalls, under one lock).
         """
         local = self.local
+        if self.drained or local.stalled_on is not None:
+            return False
         idle = [target for target in self.ranks if not target.jobs and target.stalled_on is None]
-        if not idle or local.stalled_on is not None:
+        if not idle:
             return False
         with local.lock:
-            waiting = [job for job in local.jobs.values()
-                       if job.id not in local.taken and job.id not in local.recalled]
+            taken, recalled = local.taken, local.recalled
+            waiting = [job for job in local.jobs.values() if job.status is _QUEUED
+                       and job.id not in taken and job.id not in recalled]
             keep = -(-len(waiting) // (len(idle) + 1))
             given = waiting[keep:]
             if not given:
                 return False
-            local.recalled.update(job.id for job in given)
+            recalled.update(job.id for job in given)
         for job in given:
             del local.jobs[job.id]
         share = -(-len(given) // len(idle))
