@@ -192,14 +192,12 @@ def _removals(trash: Path | None, ranks: int) -> list[list[str]]:
     """The large files in ``trash``, shared out over ``ranks`` by size (largest first,
     each to the least loaded rank)."""
     shares: list[list[str]] = [[] for _ in range(ranks)]
-    if trash is None or not trash.is_dir():
-        return shares
     files = []
-    for entry in os.scandir(trash):
-        try:
+    try:
+        for entry in os.scandir(trash) if trash is not None else ():
             files.append((entry.stat().st_size, entry.path))
-        except OSError:
-            continue
+    except OSError:  # gone meanwhile (swept): the network is in place all the same
+        return shares
     load = [0] * ranks
     for size, name in sorted(files, reverse=True):
         if size < _LARGE:
