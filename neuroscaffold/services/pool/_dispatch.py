@@ -39,6 +39,7 @@ from ...exceptions import JobPoolError, PoolInterrupted
 from ._protocol import (
     SCALARS,
     TAG_DUMP,
+    TAG_RECALL,
     TAG_TO_MAIN,
     TAG_TO_WORKER,
     Kind,
@@ -242,7 +243,7 @@ def _ping(pool) -> float:
 class _Rank:
     """A rank the main rank feeds, as the dispatcher sees it."""
 
-    __slots__ = ("rank", "jobs", "known_fns", "reset", "stalled_on")
+    __slots__ = ("rank", "jobs", "known_fns", "reset", "stalled_on", "heard", "last_batch")
 
     def __init__(self, rank: int):
         self.rank = rank
@@ -250,6 +251,10 @@ class _Rank:
         self.known_fns: set[int] = set()
         self.reset = False  # its function table must be cleared with the next batch
         self.stalled_on: int | None = None  # id of the overrunning job it runs
+        # When it last spoke (time.monotonic), or was given work while it had none:
+        # a rank silent for long with jobs queued is stopped, hung or in a long job.
+        self.heard = 0.0
+        self.last_batch = -1  # the number of the last batch sent to it
 
     @property
     def in_flight(self) -> int:
@@ -305,6 +310,20 @@ class _LocalExecutor(_Rank):
 
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    def take_back(self, jobs) -> list:
+        """Of ``jobs`` (queued in this thread), those it has not taken (started or
+        dropped): they are marked recalled, so it skips them, and returned. Under the
+        lock the thread takes jobs under: a job is taken or given back, never both."""
+        with self.lock:
+            taken, recalled = self.taken, self.recalled
+            given = [job for job in jobs if job.status is _QUEUED
+                     and job.id not in taken and job.id not in recalled]
+            recalled.update(job.id for job in given)
+        owned = self.jobs
+        for job in given:
+            del owned[job.id]
+        return given
 
     def _run(self) -> None:
         try:
@@ -373,8 +392,9 @@ class _Dispatcher:
         if self.comm is not None:
             self.inbox = Inbox(self.comm, TAG_TO_MAIN)
             self.outbox = Outbox(self.comm, TAG_TO_WORKER)
+            self.recalls: Outbox | None = Outbox(self.comm, TAG_RECALL)
         else:
-            self.inbox = self.outbox = None
+            self.inbox = self.outbox = self.recalls = None
         self.ranks = [_Rank(rank) for rank in range(1, pool.size)]
         self.local = _LocalExecutor(pool) if pool.main_executes or not self.ranks else None
         self.targets = ([self.local] if self.local else []) + self.ranks
@@ -429,11 +449,11 @@ class _Dispatcher:
                 busy |= self.rebalance()
             if self.outbox is not None:
                 self.outbox.prune()
+                self.recalls.prune()
             if self.finished():
                 return
             limit = _ping(pool) if listeners.waits else None
-            if ledger.running:
-                self.look_for_stalls()
+            self.look_for_stalls()
             if busy:
                 backoff.reset()
                 continue
@@ -571,17 +591,11 @@ class _Dispatcher:
         idle = [target for target in self.ranks if not target.jobs and target.stalled_on is None]
         if not idle:
             return False
-        with local.lock:
-            taken, recalled = local.taken, local.recalled
-            waiting = [job for job in local.jobs.values() if job.status is _QUEUED
-                       and job.id not in taken and job.id not in recalled]
-            keep = -(-len(waiting) // (len(idle) + 1))
-            given = waiting[keep:]
-            if not given:
-                return False
-            recalled.update(job.id for job in given)
-        for job in given:
-            del local.jobs[job.id]
+        # Keep a fair share of what this thread may still run; give away the end.
+        waiting = [job for job in local.jobs.values() if job.status is _QUEUED]
+        given = local.take_back(waiting[-(-len(waiting) // (len(idle) + 1)):])
+        if not given:
+            return False
         share = -(-len(given) // len(idle))
         for index, target in enumerate(idle):
             jobs = given[index * share:(index + 1) * share]
@@ -688,10 +702,12 @@ class _Dispatcher:
                 return
             ids = [job.id for job in jobs]
             body = self._pack_batch(new_fns, tasks, False)
+        if not owned:
+            target.heard = time.monotonic()  # silence is counted from now
         for job in jobs:
             owned[job.id] = job
             job._waiting = mark
-        number = self.next_batch
+        number = target.last_batch = self.next_batch
         self.next_batch += 1
         self.outbox.send(target.rank, encode(Kind.BATCH, number, join(plain((ids, reset)), body)))
 
@@ -768,36 +784,44 @@ class _Dispatcher:
                 self.comm.Isend([b"", 0, MPI_BYTE()], target.rank, TAG_DUMP).Free()
 
     def look_for_stalls(self) -> None:
-        """Take back the unstarted jobs of a rank whose current job overran, so that
-        they run elsewhere instead of waiting behind it."""
+        """Take back the unstarted jobs of a rank whose current job overran, or that
+        said nothing for as long (stopped, hung, or in a job that never announced its
+        start), so that they run elsewhere instead of waiting behind it.
+
+        Exactly once: the main rank's own thread gives back only the jobs it has not
+        taken (under its lock); another rank is sent a RECALL, and only the jobs it
+        answers that it gave back (RECALLED) are ready again. A rank that never answers
+        keeps its jobs: whether it started one just before it stopped cannot be known
+        here, and when it resumes it either runs them or gives them back.
+        """
         now = time.time()
         if now < self.next_stall_check:
             return
         self.next_stall_check = now + _STALL_CHECK_EVERY
+        quiet = time.monotonic()
         for target in self.targets:
-            if len(target.jobs) < 2 or target.stalled_on is not None:
+            if not target.jobs or target.stalled_on is not None:
                 continue
-            head = next(iter(target.jobs.values()))
-            if head.status is not _RUNNING or head.started_at is None:
-                continue
+            jobs = list(target.jobs.values())
+            head = jobs[0]
             cost = self.fn_cost.get(cost_key(head._fn), self.mean) or 0.0
             limit = min(_OVERRUN_MAX, max(_OVERRUN_MIN, _OVERRUN_FACTOR * cost))
-            if now - head.started_at < limit:
+            if head.status is _RUNNING and head.started_at is not None:
+                if now - head.started_at < limit:
+                    continue
+                jobs = jobs[1:]  # it runs the head
+            elif target is self.local or quiet - target.heard < limit:
                 continue
-            taken = [job for job in list(target.jobs.values())[1:] if job.status is _QUEUED]
-            if not taken:
+            wanted = [job for job in jobs if job.status is _QUEUED]
+            if not wanted:
                 continue
             target.stalled_on = head.id
-            ids = []
-            for job in taken:
-                del target.jobs[job.id]
-                job._waiting = 0
-                ids.append(job.id)
-            self.ledger.put_back(taken)
             if target is self.local:
-                self.local.recalled.update(ids)
+                self.ledger.recalled(self.local.take_back(wanted))
             else:
-                self.outbox.send(target.rank, encode(Kind.RECALL, 0, plain(ids)))
+                ids = [job.id for job in wanted]
+                body = plain((ids, target.last_batch))
+                self.recalls.send(target.rank, encode(Kind.RECALL, 0, body))
 
     # --- receiving outcomes ---------------------------------------------------------
 
@@ -809,6 +833,7 @@ class _Dispatcher:
             got = True
             source, buffer = incoming
             target = self.ranks[source - 1]
+            target.heard = time.monotonic()
             kind, number, body = decode(buffer)
             if kind == Kind.RESULTS:
                 self._results(target, body)
@@ -821,6 +846,10 @@ class _Dispatcher:
                     job = target.jobs.pop(job_id, None)
                     if job is not None:
                         ledger.dropped(job)
+            elif kind == Kind.RECALLED:  # given back unstarted: ready again
+                owned = target.jobs
+                given = [owned.pop(job_id) for job_id in loads(body, None) if job_id in owned]
+                ledger.recalled(given)
             elif kind == Kind.BATCH_FAILED:
                 ids, packed = loads(body, None)
                 error = unpack_error(packed, self.network)
@@ -927,6 +956,7 @@ class _Dispatcher:
     def close(self, summary, clean: bool) -> None:
         if self.comm is not None:
             stop_workers(self.pool, summary, self.outbox)
+            self.recalls.wait(bound=1.0)
         if self.local is not None:
             self.local.draining = not clean
             self.local.stop(wait=clean)

@@ -453,6 +453,21 @@ class Ledger:
         if job._dependents is not None:
             self._cancel_dependents(job, job)
 
+    def recalled(self, jobs: Sequence[Job]) -> None:
+        """Jobs a rank gave back unstarted: ready again, in order, first in line; or
+        CANCELLED when a cancel (or fail-fast) came for them meanwhile."""
+        back = []
+        for job in jobs:
+            if job.status is not _QUEUED:
+                continue
+            job._waiting = 0
+            if job.id in self._cancel_reasons or self.drain_requested:
+                self.dropped(job)
+            else:
+                back.append(job)
+        if back:
+            self.put_back(back)
+
     def take_cancels(self) -> list[Job]:
         """Jobs cancelled after being sent to a rank: the dispatcher asks their rank."""
         jobs, self._cancel_sent = self._cancel_sent, []

@@ -8,12 +8,13 @@
                 ── FREE([node keys]) ─────────────────────────────────▶ drop pool_cache values
                 ── DRAIN ─────────────────────────────────────────────▶ drop unstarted tasks
                 ── CANCEL([job ids]) ─────────────────────────────────▶ drop these, if unstarted
-                ── RECALL([job ids]) ─────────────────────────────────▶ drop these (run elsewhere)
+                ── RECALL([job ids]) (own tag) ───────────────────────▶ give back these, if unstarted
                 ── DUMP (own tag) ────────────────────────────────────▶ print stacks, running jobs
                 ── STOP(Summary) ─────────────────────────────────────▶ leave execute()
     job states ◀── STARTED(job id, t0) ── first job of a batch, or a slow stretch
                ◀── RESULTS([(job id, ok, t0, t1)] | values) ── flushed per batch / 20 ms
                ◀── DROPPED([job ids]) ── answer to DRAIN and CANCEL
+               ◀── RECALLED([job ids]) ── answer to RECALL: the ids really given back
                ◀── BATCH_FAILED([job ids], error) ── a batch that could not be unpickled
                ◀── WORKER_FAILED(text) ── this rank raised outside a job; it waits for STOP
                ◀── INTERRUPTED(signal name) ── SIGINT/SIGTERM here; it waits for STOP
@@ -27,7 +28,17 @@ ids, arguments), plainly pickled when every argument is a plain scalar, else
 cloudpickled. Results of plain scalars are plainly pickled too. Main to worker
 messages use one tag, worker to main another: MPI keeps messages of one (source, tag)
 in order, which the protocol relies on (a FREE is never overtaken by the STOP after
-it, a RECALL reaches the worker before it takes the next task after the batch).
+it).
+
+A job sent to a rank runs there unless that rank says it dropped it: CANCEL, DRAIN and
+RECALL are requests, and only the ids a worker answers with (DROPPED, RECALLED) change
+state on the main rank. Nothing is assumed about when a request arrives. RECALL (take
+back the jobs queued behind an overrunning job, or on a rank that went silent) and DUMP
+have their own tags: a worker's side thread takes them even while a job holds its main
+thread, and a task is taken under one lock, by the job loop to run it or by the side
+thread to give it back, never both. A rank that is stopped (SIGSTOP) or hung answers
+nothing: its jobs stay its own until it answers, because the main rank cannot tell a
+job it never started from one it started just before it stopped.
 
 Functions travel once per worker (a table of ids, reset when it grows past a bound, so
 per-job closures are not kept for the pool's whole life); configuration nodes and the
@@ -52,7 +63,8 @@ from ...exceptions import JobPoolError, RemoteJobError
 
 TAG_TO_WORKER = 7301
 TAG_TO_MAIN = 7302
-TAG_DUMP = 7303  # DUMP has its own tag: a worker's report thread receives it mid-job
+TAG_DUMP = 7303  # DUMP has its own tag: a worker's side thread receives it mid-job
+TAG_RECALL = 7304  # so has RECALL (see above)
 
 
 class Kind(IntEnum):
@@ -72,6 +84,7 @@ class Kind(IntEnum):
     WORKER_FAILED = 15
     INTERRUPTED = 16
     REPORT = 17
+    RECALLED = 18
 
 
 class Summary(NamedTuple):

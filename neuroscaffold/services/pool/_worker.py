@@ -24,6 +24,7 @@ from ...exceptions import JobPoolError, PoolInterrupted, WorkflowError
 from ._protocol import (
     SCALARS,
     TAG_DUMP,
+    TAG_RECALL,
     TAG_TO_MAIN,
     TAG_TO_WORKER,
     Kind,
@@ -41,7 +42,7 @@ _FLUSH_EVERY = 0.02  # seconds: results (and starts) reach the main rank at leas
 _POLL_EVERY = 0.001  # seconds: the longest a worker runs tasks without looking for messages
 _STOP_WAIT = 5.0  # seconds a failed or interrupted worker waits for the main rank's STOP
 _END_OF_BATCH = None
-_DUMP_POLL = 0.2  # seconds between two looks for a DUMP (a thread; ~nothing of a core)
+_SIDE_POLL = 0.2  # seconds between two looks for a DUMP or RECALL (a thread; ~nothing of a core)
 _REPORT_DEDUP = 2.0  # seconds: a rank that just printed its report does not repeat it
 
 
@@ -55,10 +56,11 @@ def worker_execute(pool, guard) -> None:
     # inside an MPI call; its own outbox shares no list with the interrupted code).
     reports = Outbox(comm, TAG_TO_MAIN)
     guard.on_report = lambda: reports.send(0, encode(Kind.REPORT, rank))
-    dumps_wanted = _DumpListener(comm, guard)
+    tasks = _Tasks()
+    side = _SideListener(comm, guard, tasks)
     try:
         try:
-            summary = _loop(pool, guard, inbox, outbox)
+            summary = _loop(pool, guard, inbox, outbox, tasks)
         except PoolInterrupted as exc:
             outbox.send(0, encode(Kind.INTERRUPTED, rank, plain(exc.signal_name)))
             _await_stop(inbox, outbox)
@@ -72,36 +74,161 @@ def worker_execute(pool, guard) -> None:
             raise PoolInterrupted(rank, guard.signal_name)
     finally:
         guard.on_report = None
-        dumps_wanted.stop()
+        side.stop()
         outbox.wait(bound=10.0)
         reports.wait(bound=1.0)
     _raise_summary(summary)
 
 
-class _DumpListener:
-    """Prints this rank's report when the main rank asks (DUMP, on its own tag), even
-    while a job holds the main thread: a small thread polls a few times a second."""
+class _Tasks:
+    """This rank's queue of tasks, shared by the job loop and the side thread.
 
-    def __init__(self, comm, guard):
+    A task is taken under ``lock``, by the job loop to run it or by the side thread to
+    give it back (RECALL), never both: what this rank reports as given back was never
+    started here, so the main rank may run it elsewhere (exactly once). A RECALL may
+    name jobs of a batch still on its way: the job loop, held by a long job, has not
+    received it. The side thread then receives the main rank's messages itself (under
+    the lock, in order, kept in ``ahead`` for the job loop) up to that batch, and gives
+    its recalled jobs back at once; those of a batch not even arrived are given back
+    by the job loop when it comes.
+    """
+
+    __slots__ = ("queue", "lock", "ahead", "seen", "skip", "recall_ids", "recall_upto", "late")
+
+    def __init__(self):
+        self.queue: deque = deque()  # (job id, fn, args, kwargs, first) or _END_OF_BATCH
+        self.lock = threading.Lock()
+        self.ahead: deque = deque()  # messages the side thread received for the job loop
+        self.seen = -1  # the number of the last batch received (they only grow)
+        self.skip: set[int] = set()  # given back already: left out when queued
+        self.recall_ids: set[int] = set()  # recalled, in a batch not yet arrived ...
+        self.recall_upto = -1  # ... at the latest in this one
+        self.late: list[int] = []  # given back by the job loop as their batch came
+
+    def next_message(self, inbox: Inbox):
+        """The job loop's next message from the main rank, or None."""
+        with self.lock:
+            if self.ahead:
+                return self.ahead.popleft()
+            incoming = inbox.poll()
+            if incoming is not None and self.recall_upto > self.seen:
+                self.late += self._saw(incoming[1])
+            return incoming
+
+    def _saw(self, buffer) -> list[int]:
+        """Note a received batch's number; return its recalled ids (given back now)."""
+        kind, number, body = decode(buffer)
+        if kind != Kind.BATCH:
+            return []
+        self.seen = number
+        wanted = self.recall_ids
+        if not wanted:
+            return []
+        ids = loads(split(body)[0], None)[0]
+        given = [job_id for job_id in ids if job_id in wanted]
+        wanted.difference_update(given)
+        self.skip.update(given)
+        if number >= self.recall_upto:
+            wanted.clear()  # the rest were started before the RECALL came
+        return given
+
+    def add_batch(self, number: int, batch: list) -> None:
+        """Queue a received batch, without the jobs already given back."""
+        with self.lock:
+            if number > self.seen:
+                self.seen = number
+            skip = self.skip
+            if skip:
+                kept = []
+                for task in batch:
+                    if task is not _END_OF_BATCH and task[0] in skip:
+                        skip.discard(task[0])
+                    else:
+                        kept.append(task)
+                batch = kept
+            self.queue.extend(batch)
+
+    def recall(self, ids, upto: int, inbox: Inbox) -> list[int]:
+        """Give back the unstarted tasks of ``ids``, sent in batches up to number
+        ``upto``: return the ids given back (those of a batch not arrived yet are given
+        back when it comes, by the job loop)."""
+        wanted = set(ids)
+        with self.lock:
+            queue = self.queue
+            dropped = [task[0] for task in queue if task is not _END_OF_BATCH and task[0] in wanted]
+            if dropped:
+                gone = set(dropped)
+                kept = [task for task in queue if task is _END_OF_BATCH or task[0] not in gone]
+                queue.clear()
+                queue.extend(kept)
+            if self.seen < upto:
+                self.recall_ids.update(wanted.difference(dropped))
+                self.recall_upto = max(self.recall_upto, upto)
+                while self.seen < upto and (incoming := inbox.poll()) is not None:
+                    self.ahead.append(incoming)
+                    dropped += self._saw(incoming[1])
+        return dropped
+
+    def drop(self, ids) -> list[int]:
+        """Remove the unstarted tasks of ``ids``; return the ids really removed."""
+        wanted = set(ids)
+        with self.lock:
+            queue = self.queue
+            dropped = [task[0] for task in queue if task is not _END_OF_BATCH and task[0] in wanted]
+            if dropped:
+                kept = [task for task in queue if task is _END_OF_BATCH or task[0] not in wanted]
+                queue.clear()
+                queue.extend(kept)
+        return dropped
+
+    def drop_all(self) -> list[int]:
+        with self.lock:
+            dropped = [task[0] for task in self.queue if task is not _END_OF_BATCH]
+            self.queue.clear()
+        return dropped
+
+
+class _SideListener:
+    """Answers what the main rank asks while a job may hold this rank's main thread: a
+    DUMP (print this rank's report) and a RECALL (give back these unstarted jobs,
+    answered with RECALLED and the ids really given back). A small thread polls a few
+    times a second (~nothing of a core); it has its own outbox."""
+
+    def __init__(self, comm, guard, tasks: _Tasks):
         self._comm = comm
         self._guard = guard
+        self._tasks = tasks
+        self._outbox = Outbox(comm, TAG_TO_MAIN)
+        self._recalls = Inbox(comm, TAG_RECALL, source=0)
+        self._inbox = Inbox(comm, TAG_TO_WORKER, source=0)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="neuroscaffold-report", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="neuroscaffold-side", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(_DUMP_POLL):
+        comm = self._comm
+        while not self._stop.wait(_SIDE_POLL):
             try:
-                message = self._comm.improbe(0, TAG_DUMP)
+                dump = comm.improbe(0, TAG_DUMP)
+                if dump is not None:
+                    dump.recv()
+                    self._guard.print_report(unless_within=_REPORT_DEDUP)
+                while (incoming := self._recalls.poll()) is not None:
+                    self.recall(*loads(decode(incoming[1])[2], None))
+                self._outbox.prune()
             except Exception:
-                return
-            if message is not None:
-                message.recv()
-                self._guard.print_report(unless_within=_REPORT_DEDUP)
+                return  # the pool's communicator is gone: this rank is leaving
+
+    def recall(self, ids, upto: int) -> None:
+        """Give back the unstarted tasks of ``ids``: the answer names those only."""
+        dropped = self._tasks.recall(ids, upto, self._inbox)
+        if dropped:
+            self._outbox.send(0, encode(Kind.RECALLED, 0, plain(dropped)))
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5.0)
+        self._outbox.wait(bound=1.0)
 
 
 def _raise_summary(summary) -> None:
@@ -143,9 +270,10 @@ def _print_own_error(exc: BaseException, rank: int, size: int) -> None:
         pass
 
 
-def _loop(pool, guard, inbox: Inbox, outbox: Outbox) -> Summary:
+def _loop(pool, guard, inbox: Inbox, outbox: Outbox, shared: _Tasks) -> Summary:
     network, rank, size = pool.network, pool.rank, pool.size
-    tasks: deque = deque()
+    tasks = shared.queue
+    lock = shared.lock
     fns: dict[int, object] = {}
     meta: list = []
     values: list = []
@@ -163,19 +291,11 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox) -> Summary:
         meta.clear()
         values.clear()
 
-    def drop(ids) -> list[int]:
-        wanted = set(ids)
-        kept = [task for task in tasks if task is _END_OF_BATCH or task[0] not in wanted]
-        dropped = [task[0] for task in tasks if task is not _END_OF_BATCH and task[0] in wanted]
-        tasks.clear()
-        tasks.extend(kept)
-        return dropped
-
     while True:
         if guard.signal_name is not None:
             guard.check()
         received = False
-        while (incoming := inbox.poll()) is not None:
+        while (incoming := shared.next_message(inbox)) is not None:
             received = True
             kind, number, body = decode(incoming[1])
             if kind == Kind.BATCH:
@@ -189,46 +309,54 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox) -> Summary:
                         fns.update(loads(fns_blob, network))
                     fn_ids, all_args, all_kwargs = loads(tasks_blob, network)
                 except Exception as exc:
+                    shared.add_batch(number, [])  # its jobs fail here
                     packed = pack_error(exc, rank, size, network)
                     outbox.send(0, encode(Kind.BATCH_FAILED, number, plain((ids, packed))))
                     continue
                 first = True
                 last_id = fn = None
+                batch = []
                 for index, job_id in enumerate(ids):
                     fn_id = fn_ids[index]
                     if fn_id != last_id:
                         fn = fns[fn_id]
                         last_id = fn_id
                     kwargs = all_kwargs[index] if all_kwargs is not None else None
-                    tasks.append((job_id, fn, all_args[index], kwargs, first))
+                    batch.append((job_id, fn, all_args[index], kwargs, first))
                     first = False
-                tasks.append(_END_OF_BATCH)
+                batch.append(_END_OF_BATCH)
+                shared.add_batch(number, batch)
             elif kind == Kind.FREE:
                 for key in loads(body, network):
                     pool._cache.free(key)
             elif kind == Kind.DRAIN:
-                dropped = [task[0] for task in tasks if task is not _END_OF_BATCH]
-                tasks.clear()
+                dropped = shared.drop_all()
                 flush()
                 outbox.send(0, encode(Kind.DROPPED, 0, plain(dropped)))
             elif kind == Kind.CANCEL:
-                dropped = drop(loads(body, None))
+                dropped = shared.drop(loads(body, None))
                 flush()
                 outbox.send(0, encode(Kind.DROPPED, 0, plain(dropped)))
-            elif kind == Kind.RECALL:
-                drop(loads(body, None))  # the main rank runs them elsewhere
             elif kind == Kind.STOP:
                 flush()
                 return loads(body, None)
+        if shared.late:
+            with lock:
+                given, shared.late = shared.late, []
+            outbox.send(0, encode(Kind.RECALLED, 0, plain(given)))
         if tasks:
             # Run tasks until the batch ends or _POLL_EVERY passed, then look for messages
             # again (not before every task: a probe costs more than a trivial job). A job
-            # that ran that long is always followed by a look, so a RECALL or CANCEL sent
-            # while it ran is seen before the next task starts.
+            # that ran that long is followed by a look, so a CANCEL that had arrived while
+            # it ran is seen before the next task starts. A task is taken under the lock
+            # the side thread drops recalled ones under (one thread or the other).
             backoff.reset()
             polled = time.monotonic()
-            while tasks:
-                task = tasks.popleft()
+            while True:
+                with lock:
+                    if not tasks:
+                        break
+                    task = tasks.popleft()
                 if task is _END_OF_BATCH:
                     flush()
                     break
