@@ -56,7 +56,7 @@ def worker_execute(pool, guard) -> None:
     # inside an MPI call; its own outbox shares no list with the interrupted code).
     reports = Outbox(comm, TAG_TO_MAIN)
     guard.on_report = lambda: reports.send(0, encode(Kind.REPORT, rank))
-    tasks = _Tasks()
+    tasks = _Tasks(comm)
     side = _SideListener(comm, guard, tasks)
     try:
         try:
@@ -93,9 +93,10 @@ class _Tasks:
     by the job loop when it comes.
     """
 
-    __slots__ = ("queue", "lock", "ahead", "seen", "skip", "recall_ids", "recall_upto", "late")
+    __slots__ = ("queue", "lock", "ahead", "seen", "skip", "recall_ids", "recall_upto", "late",
+                 "_recalls", "_inbox")
 
-    def __init__(self):
+    def __init__(self, comm):
         self.queue: deque = deque()  # (job id, fn, args, kwargs, first) or _END_OF_BATCH
         self.lock = threading.Lock()
         self.ahead: deque = deque()  # messages the side thread received for the job loop
@@ -104,6 +105,21 @@ class _Tasks:
         self.recall_ids: set[int] = set()  # recalled, in a batch not yet arrived ...
         self.recall_upto = -1  # ... at the latest in this one
         self.late: list[int] = []  # given back by the job loop as their batch came
+        self._recalls = Inbox(comm, TAG_RECALL, source=0)
+        self._inbox = Inbox(comm, TAG_TO_WORKER, source=0)  # to receive a batch early
+
+    def answer_recalls(self) -> list[int]:
+        """Take the RECALLs that came; return the ids given back (to answer with).
+        Both the job loop (between tasks, so one that waited long, or was stopped,
+        looks before its next task) and the side thread (while a job runs) call it."""
+        given: list[int] = []
+        with self.lock:
+            if self.late:
+                given, self.late = self.late, []
+            while (incoming := self._recalls.poll()) is not None:
+                ids, upto = loads(decode(incoming[1])[2], None)
+                given += self._recall(ids, upto)
+        return given
 
     def next_message(self, inbox: Inbox):
         """The job loop's next message from the main rank, or None."""
@@ -148,25 +164,24 @@ class _Tasks:
                 batch = kept
             self.queue.extend(batch)
 
-    def recall(self, ids, upto: int, inbox: Inbox) -> list[int]:
+    def _recall(self, ids, upto: int) -> list[int]:
         """Give back the unstarted tasks of ``ids``, sent in batches up to number
         ``upto``: return the ids given back (those of a batch not arrived yet are given
         back when it comes, by the job loop)."""
         wanted = set(ids)
-        with self.lock:
-            queue = self.queue
-            dropped = [task[0] for task in queue if task is not _END_OF_BATCH and task[0] in wanted]
-            if dropped:
-                gone = set(dropped)
-                kept = [task for task in queue if task is _END_OF_BATCH or task[0] not in gone]
-                queue.clear()
-                queue.extend(kept)
-            if self.seen < upto:
-                self.recall_ids.update(wanted.difference(dropped))
-                self.recall_upto = max(self.recall_upto, upto)
-                while self.seen < upto and (incoming := inbox.poll()) is not None:
-                    self.ahead.append(incoming)
-                    dropped += self._saw(incoming[1])
+        queue = self.queue
+        dropped = [task[0] for task in queue if task is not _END_OF_BATCH and task[0] in wanted]
+        if dropped:
+            gone = set(dropped)
+            kept = [task for task in queue if task is _END_OF_BATCH or task[0] not in gone]
+            queue.clear()
+            queue.extend(kept)
+        if self.seen < upto:
+            self.recall_ids.update(wanted.difference(dropped))
+            self.recall_upto = max(self.recall_upto, upto)
+            while self.seen < upto and (incoming := self._inbox.poll()) is not None:
+                self.ahead.append(incoming)
+                dropped += self._saw(incoming[1])
         return dropped
 
     def drop(self, ids) -> list[int]:
@@ -199,8 +214,6 @@ class _SideListener:
         self._guard = guard
         self._tasks = tasks
         self._outbox = Outbox(comm, TAG_TO_MAIN)
-        self._recalls = Inbox(comm, TAG_RECALL, source=0)
-        self._inbox = Inbox(comm, TAG_TO_WORKER, source=0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="neuroscaffold-side", daemon=True)
         self._thread.start()
@@ -213,17 +226,12 @@ class _SideListener:
                 if dump is not None:
                     dump.recv()
                     self._guard.print_report(unless_within=_REPORT_DEDUP)
-                while (incoming := self._recalls.poll()) is not None:
-                    self.recall(*loads(decode(incoming[1])[2], None))
+                given = self._tasks.answer_recalls()
+                if given:
+                    self._outbox.send(0, encode(Kind.RECALLED, 0, plain(given)))
                 self._outbox.prune()
             except Exception:
                 return  # the pool's communicator is gone: this rank is leaving
-
-    def recall(self, ids, upto: int) -> None:
-        """Give back the unstarted tasks of ``ids``: the answer names those only."""
-        dropped = self._tasks.recall(ids, upto, self._inbox)
-        if dropped:
-            self._outbox.send(0, encode(Kind.RECALLED, 0, plain(dropped)))
 
     def stop(self) -> None:
         self._stop.set()
@@ -340,9 +348,8 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox, shared: _Tasks) -> Summary:
             elif kind == Kind.STOP:
                 flush()
                 return loads(body, None)
-        if shared.late:
-            with lock:
-                given, shared.late = shared.late, []
+        given = shared.answer_recalls()
+        if given:
             outbox.send(0, encode(Kind.RECALLED, 0, plain(given)))
         if tasks:
             # Run tasks until the batch ends or _POLL_EVERY passed, then look for messages
