@@ -20,7 +20,7 @@ import yaml
 from .config import types
 from .config._attrs import NodeDict, NodeList, attr, ref
 from .config._attrs import dict as node_dict
-from .config._classes import folder_on_path, import_object
+from .config._classes import deferred_path, folder_on_path, import_object, without_imports
 from .config._node import Node, node, raise_at, walk_nodes
 from .config._parse import load_file, parse_text
 from .config._reference import REFERENCE_HEADER, builtins_of, class_summary, key_table, node_section
@@ -85,6 +85,9 @@ class Configuration(Node):
 
     _config_is_root = True
     _config_scaffold = None
+    #: the folder of the file it was loaded from (None: not from a file); the modules
+    #: of its strategies are looked for there too, when their jobs need them
+    folder: str | None = None
 
     name = attr(type=str, default="network", doc="name of the network (shown by show and in messages)")
     seed = attr(type=types.integer(min=0), default=0, doc="seeds every random strategy (per chunk: the same network on any number of ranks)")
@@ -114,8 +117,39 @@ class Configuration(Node):
         is on the import path while it loads, so ``strategy: mystrategies.MyStrategy``
         finds ``mystrategies.py`` next to the file."""
         data = load_file(path)
-        with folder_on_path(Path(path).parent):
-            return cls(data)
+        folder = Path(path).parent.resolve()
+        with folder_on_path(folder):
+            configuration = cls(data)
+        configuration.folder = str(folder)
+        return configuration
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any], folder: str | None = None) -> "Configuration":
+        """The configuration stored in a network file, read without importing anything:
+        a strategy or partition named by import path stays *deferred* (its keys kept
+        as given) until :meth:`imported` is needed to run its jobs. ``folder``: where
+        the configuration was loaded from, if known."""
+        with without_imports():
+            configuration = cls(data)
+        configuration.folder = folder
+        return configuration
+
+    def deferred(self) -> list[str]:
+        """The import paths of the classes not imported yet (see :meth:`from_stored`)."""
+        return [path for item in walk_nodes(self) if (path := deferred_path(item))]
+
+    def imported(self) -> "Configuration":
+        """This configuration with every class imported: itself when none is deferred,
+        else a copy whose classes are imported from its :attr:`folder` and the import
+        path (a :class:`ConfigurationError` names one that is not found)."""
+        if not self.deferred():
+            return self
+        if self.folder is None:
+            return type(self)(self.to_dict())
+        with folder_on_path(self.folder):
+            configuration = type(self)(self.to_dict())
+        configuration.folder = self.folder
+        return configuration
 
     @classmethod
     def from_yaml(cls, text: str) -> "Configuration":
@@ -133,7 +167,11 @@ class Configuration(Node):
 
     def copy(self) -> "Configuration":
         """An independent copy (same values, no network attached)."""
-        return type(self)(self.to_dict())
+        if self.deferred():
+            return type(self).from_stored(self.to_dict(), self.folder)
+        copy = type(self)(self.to_dict())
+        copy.folder = self.folder
+        return copy
 
     def check(self) -> None:
         """Check the complete tree: every reference resolves, every node's rules

@@ -134,6 +134,7 @@ class Network:
         """
         from .services.pool import Workflow
 
+        self._import_strategies()  # only running their jobs imports them
         tune_allocator()  # jobs reuse heap memory instead of faulting in fresh pages
         chosen = [name for name, on in (("clear", clear), ("append", append),
                                         ("resume", resume)) if on]
@@ -166,6 +167,14 @@ class Network:
             if replacement is error:
                 raise
             raise replacement from None
+
+    def _import_strategies(self) -> None:
+        """Import the classes a configuration read from a network file left deferred
+        (from its folder, or the import path), before any of their jobs is queued."""
+        if self.configuration.deferred():
+            configuration = self.configuration.imported()
+            configuration._attach(self)
+            self.configuration = configuration
 
     def job_done(self, key: str, node: Any) -> bool:
         """Whether the job ``key`` of ``node`` need not run in this session: committed
@@ -223,9 +232,13 @@ Scaffold = Network
 
 
 def from_storage(path: str | os.PathLike) -> Network:
-    """Open the network stored at ``path`` with the configuration stored in it."""
+    """Open the network stored at ``path`` with the configuration stored in it.
+
+    Reading runs no code: the modules its strategies name are not imported (a file
+    received from someone else, or built with strategies not importable here, reads
+    the same); compiling it again imports them (:meth:`Configuration.imported`)."""
     storage = HDF5Storage(path)
-    return Network(Configuration(storage.read_configuration()), storage)
+    return Network(Configuration.from_stored(storage.read_configuration()), storage)
 
 
 def _as_configuration(config: Any) -> Configuration:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .._text import short_repr
 
 import contextlib
+import contextvars
 import importlib
 import os
 import sys
@@ -14,10 +15,59 @@ from typing import Any, Iterator
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["class_reference", "folder_on_path", "import_object", "resolve_class"]
+__all__ = ["class_reference", "deferred_path", "folder_on_path", "import_object",
+           "resolve_class", "without_imports"]
 
 # The folders of the configuration files being loaded now (innermost last).
 _loading_folders: list[str] = []
+# False while a stored configuration is read: naming a class imports nothing.
+_imports = contextvars.ContextVar("neuroscaffold_config_imports", default=True)
+
+
+@contextlib.contextmanager
+def without_imports() -> Iterator[None]:
+    """Build configurations without importing any module: a class named by an import
+    path (not a built-in) becomes a *deferred* node of its base class, which keeps its
+    own keys as given and imports nothing. Reading a network file runs no code of the
+    modules its configuration names (a file received from someone else, or one whose
+    strategies are not importable here); only running their jobs needs them."""
+    token = _imports.set(False)
+    try:
+        yield
+    finally:
+        _imports.reset(token)
+
+
+_DEFERRED: dict[type, type] = {}
+
+
+def _raw_value(self, name: str) -> Any:
+    """A deferred node's own keys read as their raw values (``strategy.sigma``)."""
+    extra = self.__dict__.get("_config_extra")
+    if extra is not None and name in extra:
+        return extra[name]
+    raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+def _deferred_class(base: type) -> type:
+    """The deferred stand-in of ``base``'s subclasses (one per base)."""
+    cls = _DEFERRED.get(base)
+    if cls is None:
+        cls = type(f"Deferred{base.__name__}", (base,), {
+            "__doc__": f"A {base.__name__} named by import path and not imported (see "
+                       "``without_imports``): its own keys are kept as given.",
+            "__module__": base.__module__,
+            "_config_deferred": True,
+            "__getattr__": _raw_value,
+        })
+        _DEFERRED[base] = cls
+    return cls
+
+
+def deferred_path(item: Any) -> str | None:
+    """The import path a deferred node stands for, or None for any other node."""
+    return item.__dict__.get("_config_class_path") if getattr(
+        type(item), "_config_deferred", False) else None
 
 
 @contextlib.contextmanager
@@ -83,7 +133,9 @@ def resolve_class(value: Any, base: type, builtins: Mapping[str, str], path: str
         raise ConfigurationError(f"{path}: expected a class name or an import path, "
                                  f"got {short_repr(value)}")
     elif value in builtins:
-        cls = import_object(builtins[value])
+        cls = import_object(builtins[value])  # neuroscaffold's own modules
+    elif "." in value and not _imports.get():
+        return _deferred_class(base)
     elif "." in value:
         try:
             cls = import_object(value)

@@ -72,12 +72,17 @@ class Node:
 
         out: dict[str, Any] = {}
         dynamic_key = _dynamic_spec(type(self))
+        deferred = self.__dict__.get("_config_class_path")
         if dynamic_key is not None:
             key, builtins = dynamic_key
-            out[key] = class_reference(type(self), builtins)
+            out[key] = deferred or class_reference(type(self), builtins)
         for name, attr in type(self)._config_attrs.items():
             if name in self.__dict__ and self.__dict__[name] is not None:
                 out[name] = attr.to_raw(self.__dict__[name])
+        if deferred is not None:  # the keys of a class not imported, as given
+            out.update(self.__dict__.get("_config_extra", {}))
+            order = self.__dict__.get("_config_order", ())
+            out = {name: out[name] for name in [*order, *out] if name in out}
         return out
 
     def validate(self) -> None:
@@ -153,8 +158,15 @@ def populate(target: Node, values: Any) -> None:
         raise_at(target, None, f"expected a mapping, got {short_repr(values)}")
     attrs = type(target)._config_attrs
     spec = _dynamic_spec(type(target))
+    if getattr(type(target), "_config_deferred", False):
+        # A class not imported: its own keys are kept as given (see without_imports).
+        target._config_extra = {key: value for key, value in values.items()
+                                if key not in attrs and key != spec[0]}
+        target._config_order = list(values)
     for key in values:
         if key in attrs or (spec is not None and key == spec[0]):
+            continue
+        if getattr(type(target), "_config_deferred", False):
             continue
         hint = difflib.get_close_matches(str(key), list(attrs), n=1)
         suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
@@ -189,6 +201,8 @@ def build_node(cls: type, raw: Any, parent: Any, key: Any) -> Node:
             raise_at(placeholder, None, f"missing required key '{attr_name}'")
         cls = resolve_class(raw[attr_name], cls, builtins, error_path(placeholder, attr_name))
     instance = cls.__new__(cls)
+    if getattr(cls, "_config_deferred", False):
+        instance._config_class_path = raw[attr_name]
     instance._config_parent, instance._config_key = parent, key
     populate(instance, raw)
     return instance
