@@ -73,12 +73,7 @@ class LogProgress(StatsListener):
     def _scheduling(self) -> bool:
         """Whether the followed pool is still adding jobs in the background
         (``pool.schedule``): the first line waits for it, so it counts every job."""
-        pool = getattr(self.stats, "_pool", None)
-        thread = getattr(pool, "_scheduler_thread", None)
-        if thread is not None and thread.is_alive():
-            return True
-        # jobs queued but not yet taken in by the dispatcher are not counted yet
-        return bool(getattr(pool, "_incoming", None))
+        return self.stats.scheduling()
 
     def _react(self, event: Any) -> None:
         self._write_due()

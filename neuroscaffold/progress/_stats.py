@@ -1,9 +1,8 @@
 """Counting, timing and naming shared by the live display and the plain log.
 
-Both displays feed every pool event to one :class:`ProgressStats` and read a frozen
-:class:`ProgressSnapshot` from it when they draw. Per event the work is a few dict
-operations (a pool of 100,000 jobs sends ~400,000 events); everything costly (sorting,
-the time estimate) happens in :meth:`ProgressStats.snapshot`, at the drawing rate.
+Both displays hand the pool's events to one :class:`ProgressStats` and read a frozen
+:class:`ProgressSnapshot` from it when they draw; the counts come from the pool's own
+``statistics()`` (one engine), taken at the drawing rate, never per job.
 
 Statuses are compared by identity with the pool's enums (``is``, not ``==`` or ``in``:
 an enum's hash runs Python code). The pool imports this package only when it makes a
@@ -12,7 +11,6 @@ pool, so importing the pool's public names here makes no import cycle.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from dataclasses import dataclass
@@ -38,14 +36,8 @@ __all__ = [
 Clock = Callable[[], float]
 
 _QUEUED = JobStatus.QUEUED
-_RUNNING = JobStatus.RUNNING
-_SUCCESS = JobStatus.SUCCESS
-_FAILED = JobStatus.FAILED
-_CANCELLED = JobStatus.CANCELLED
-_ABORTED = JobStatus.ABORTED
 _CLOSING = PoolStatus.CLOSING
 _PING = PoolProgressReason.MAX_TIMEOUT_PING
-_NEW = object()
 
 
 _ROOT_PREFIX = "{root}."
@@ -218,28 +210,15 @@ class ProgressSnapshot:
         return line
 
 
-class _Group:
-    __slots__ = ("name", "total", "ended", "failed", "measured", "busy")
-
-    def __init__(self, name: str):
-        self.name = name
-        self.total = 0
-        self.ended = 0
-        self.failed = 0
-        self.measured = 0  # ended jobs with a start and an end time
-        self.busy = 0.0  # their summed durations
-
-    def mean(self) -> float | None:
-        return self.busy / self.measured if self.measured else None
-
-
 class ProgressStats:
-    """Counts a pool's jobs per group from its events and estimates the time left.
+    """What a display draws, read from a pool's :meth:`~JobPool.statistics` (the one
+    counting engine: counts, running jobs, failures and the time estimate all come
+    from the pool's ledger, so the figures a display shows are the pool's own).
 
-    Events may arrive after the job moved on (a RUNNING event for a job that already
-    ended): each event syncs the tracked job to the job's *current* state, so counts stay
-    right whatever the delivery lag. Methods are not thread-safe on their own; displays
-    hold :attr:`lock` around them.
+    Events only bring the pool to follow (``event.pool``), its status and its workflow
+    phase; jobs are never counted from events (a listener asks for none), so a pool of
+    a million tiny jobs pays nothing per job for its display. Methods are not
+    thread-safe on their own; displays hold :attr:`lock` around them.
 
     Args:
         clock: ``time.time`` or a stand-in; elapsed time and how long a job has been
@@ -258,17 +237,14 @@ class ProgressStats:
         self.pool_status: PoolStatus | None = None
         self.started: float | None = None
         self.changes = 0  # bumped by each failure, phase change and pool status change
-        self._groups: dict[str, _Group] = {}
         self._names = GroupNames()
-        self._jobs: dict[Any, _Group | None] = {}  # job -> its group; None once ended
-        self._running: dict[Any, _Group] = {}  # job -> group, in start order
-        self._ranks: set = set()
-        self._total = 0
-        self._ended = 0
-        self._failed = 0
-        self._cancelled = 0
-        self._pool: Any = None  # a followed pool (see follow), else counts come from events
+        self._pool: Any = None
         self._pool_failures = 0
+
+    @property
+    def pool(self) -> Any:
+        """The pool followed (the last one that sent an event), or None."""
+        return self._pool
 
     @property
     def label(self) -> str:
@@ -279,12 +255,14 @@ class ProgressStats:
             return self.phase
         return self.pool_status.name.lower() if self.pool_status is not None else "jobs"
 
-    # The per-event path: identity tests on statuses and dict lookups only (a pool of
-    # 100,000 jobs sends ~400,000 events).
     def update(self, event: Any) -> None:
-        """Count one pool event (any reason)."""
+        """Take in one pool event (any reason): the pool it comes from, its status and
+        its phase."""
         if self.started is None:
             self.started = self.clock()
+        pool = getattr(event, "pool", None)
+        if pool is not None and pool is not self._pool:
+            self.follow(pool)
         status = event.status
         if status is not self.pool_status:
             self.pool_status = status
@@ -293,68 +271,14 @@ class ProgressStats:
         if workflow is not None and workflow.phase != self.phase:
             self.phase = workflow.phase
             self.changes += 1
-        job = event.job
-        if job is not None:
-            self._sync(job)
-        elif status is _CLOSING and self._pool is None:
-            # Jobs the pool ended without an event (aborted) end here, once per pool.
-            for job in event.jobs:
-                self._sync(job)
-
-    def _sync(self, job: Any) -> None:
-        # Keyed by the job itself: ids repeat across pools, and a listener may serve several.
-        group = self._jobs.get(job, _NEW)
-        if group is None:
-            return  # ended already
-        if group is _NEW:
-            group = self._jobs[job] = self._add(job)
-        status = job.status
-        if status is _RUNNING:
-            if job not in self._running:
-                self._running[job] = group
-                if job.rank is not None:
-                    self._ranks.add(job.rank)
-        elif status is _SUCCESS or status is _FAILED or status is _CANCELLED or status is _ABORTED:
-            self._jobs[job] = None
-            self._end(job, group, status)
-
-    def _add(self, job: Any) -> _Group:
-        name = self._names(job)
-        group = self._groups.get(name)
-        if group is None:
-            group = self._groups[name] = _Group(name)
-        group.total += 1
-        self._total += 1
-        return group
-
-    def _end(self, job: Any, group: _Group, status: Any) -> None:
-        self._running.pop(job, None)
-        group.ended += 1
-        self._ended += 1
-        if job.started_at is not None and job.ended_at is not None:
-            group.measured += 1
-            group.busy += job.ended_at - job.started_at
-            if job.rank is not None:
-                self._ranks.add(job.rank)
-        if status is _FAILED:
-            group.failed += 1
-            self._failed += 1
-            self.failures.append(Failure(job.name, group.name, job.rank, error_text(job.error)))
-            self.changes += 1
-        elif status is not _SUCCESS:
-            self._cancelled += 1
 
     def follow(self, pool: Any) -> None:
-        """Read counts from ``pool.statistics()`` from now on, not from job events.
-
-        A listener following a pool gets no job events at all (``job_events = False``),
-        so it costs nothing per job; it reads a snapshot whenever it draws.
-        """
+        """Read the counts of ``pool`` (its ``statistics()``) from now on."""
         self._pool = pool
         self._pool_failures = 0
 
     def refresh(self) -> None:
-        """Take in the failures a followed pool reported since the last refresh."""
+        """Take in the failures the followed pool reported since the last refresh."""
         pool = self._pool
         if pool is None:
             return
@@ -364,7 +288,12 @@ class ProgressStats:
             self.changes += 1
         self._pool_failures = len(failures)
 
-    def _snapshot_of_pool(self, now: float) -> ProgressSnapshot:
+    def snapshot(self) -> ProgressSnapshot:
+        """Freeze the counts, the running jobs and the time estimate for drawing."""
+        now = self.clock()
+        elapsed = now - self.started if self.started is not None else 0.0
+        if self._pool is None:  # no pool yet: nothing counted
+            return ProgressSnapshot(self.label, (), 0, 0, 0, 0, (), 0, (), 0, elapsed, None, now)
         stats = self._pool.statistics()
         self.refresh()
         failed_by_group: dict[str, int] = {}
@@ -385,6 +314,8 @@ class ProgressStats:
         ]
         eta = per_job = None
         if stats.ran:
+            # Work left: the jobs not ended at the mean measured duration, minus what
+            # the running ones did already; spread over the ranks.
             per_job = stats.busy / stats.ran
             left = (stats.total - stats.done) * per_job - sum(
                 min(max(now - job.started_at, 0.0), per_job) for job in stats.running
@@ -401,60 +332,17 @@ class ProgressStats:
             n_running=len(stats.running),
             failures=tuple(self.failures[-self.max_failures :]) if self.max_failures else (),
             n_failures=len(self.failures),
-            elapsed=now - self.started if self.started is not None else 0.0,
+            elapsed=elapsed,
             eta=eta,
             now=now,
             mean=per_job,
             aborted=max(stats.done - stats.succeeded - stats.failed - stats.cancelled, 0),
         )
 
-    def snapshot(self) -> ProgressSnapshot:
-        """Freeze the counts, the running jobs and the time estimate for drawing."""
-        now = self.clock()
-        if self._pool is not None:
-            return self._snapshot_of_pool(now)
-        groups = tuple(
-            GroupProgress(g.name, g.total, g.ended, g.failed) for g in self._groups.values()
-        )
-        running = [
-            RunningJob(job.name, group.name, job.rank, job.started_at)
-            for job, group in itertools.islice(self._running.items(), self.max_running)
-        ]
-        return ProgressSnapshot(
-            label=self.label,
-            groups=groups,
-            total=self._total,
-            ended=self._ended,
-            failed=self._failed,
-            cancelled=self._cancelled,
-            running=tuple(running),
-            n_running=len(self._running),
-            failures=tuple(self.failures[-self.max_failures :]) if self.max_failures else (),
-            n_failures=len(self.failures),
-            elapsed=now - self.started if self.started is not None else 0.0,
-            eta=self._eta(now),
-            now=now,
-            mean=self._mean(),
-        )
-
-    def _mean(self) -> float | None:
-        measured = sum(g.measured for g in self._groups.values())
-        return sum(g.busy for g in self._groups.values()) / measured if measured else None
-
-    def _eta(self, now: float) -> float | None:
-        # Work left = per group, jobs not ended x that group's mean measured duration
-        # (the overall mean for groups with none yet), minus what running jobs already
-        # did; spread over the ranks seen running jobs.
-        measured = sum(g.measured for g in self._groups.values())
-        if not measured:
-            return None
-        overall = sum(g.busy for g in self._groups.values()) / measured
-        left = 0.0
-        for group in self._groups.values():
-            left += (group.total - group.ended) * (group.mean() or overall)
-        for job, group in self._running.items():
-            left -= min(max(now - job.started_at, 0.0), group.mean() or overall)
-        return max(left, 0.0) / max(len(self._ranks), len(self._running), 1)
+    def scheduling(self) -> bool:
+        """Whether the followed pool is still adding jobs in the background."""
+        pool = self._pool
+        return pool is not None and pool.statistics().scheduling
 
 
 class StatsListener:
@@ -480,10 +368,8 @@ class StatsListener:
             return  # nothing to count (its JOB_ADDED came first), so skip the lock
         stats = self.stats
         with stats.lock:
-            pool = getattr(event, "pool", None)
-            if pool is not None and stats._pool is not pool:
-                stats.follow(pool)
             stats.update(event)
+            pool = stats.pool
             if pool is not None and event.reason is _PING:
                 stats.refresh()
             if stats.changes == self._seen and stats.clock() < self._due:

@@ -14,7 +14,10 @@ from neuroscaffold.services.pool import (
     JobStatus,
     PoolProgress,
     PoolProgressReason,
+    PoolStatistics,
     PoolStatus,
+    SubmitterStatistics,
+    submitter_name,
 )
 from tests._pool_support import Node
 
@@ -70,21 +73,53 @@ class FakeWorkflow:
 
 
 class FakePool:
-    """Sends a pool's events to ``listeners``; each method is one step of a real pool."""
+    """Sends a pool's events to ``listeners``; each method is one step of a real pool.
+    Its :meth:`statistics` are a real pool's (the displays count from them), computed
+    from its jobs as they are now; ``ranks``: the ranks taking part."""
 
-    def __init__(self, *listeners, workflow=None):
+    def __init__(self, *listeners, workflow=None, ranks: int = 2):
         self.listeners = list(listeners)
         self.workflow = workflow
+        self.ranks = ranks
         self.jobs: list[FakeJob] = []
         self.status = PoolStatus.SCHEDULING
+        self.failures: list[FakeJob] = []  # in the order they failed
+        self.scheduling = False  # what statistics() says of jobs still being added
+
+    def statistics(self) -> PoolStatistics:
+        jobs = self.jobs
+        ended = [job for job in jobs if job.done()]
+        ran = [job for job in ended if job.status in (JobStatus.SUCCESS, JobStatus.FAILED)
+               and job.started_at is not None and job.ended_at is not None]
+        by_submitter: dict[int, list] = {}
+        for job in jobs:
+            if job.submitter is not None:
+                entry = by_submitter.setdefault(id(job.submitter), [job.submitter, 0, 0])
+                entry[1] += 1
+                entry[2] += job.done()
+        count = {status: sum(job.status is status for job in jobs) for status in JobStatus}
+        running = sorted((job for job in jobs if job.status is JobStatus.RUNNING),
+                         key=lambda job: job.started_at)
+        return PoolStatistics(
+            status=self.status, workflow=self.workflow, total=len(jobs), done=len(ended),
+            succeeded=count[JobStatus.SUCCESS], failed=len(self.failures),
+            cancelled=count[JobStatus.CANCELLED], running=tuple(running),
+            submitters=tuple(SubmitterStatistics(submitter_name(sub), total, done)
+                             for sub, total, done in by_submitter.values()),
+            failures=tuple(self.failures), started_at=None,
+            busy=sum(job.ended_at - job.started_at for job in ran), ran=len(ran),
+            ranks=self.ranks, scheduling=self.scheduling,
+        )
 
     def _emit(self, reason, job=None, old=None):
-        event = PoolProgress(reason, self.status, self.jobs, self.workflow, job, old, 0.0)
+        event = PoolProgress(reason, self.status, self.jobs, self.workflow, job, old, 0.0, self)
         for listener in self.listeners:
             listener(event)
 
     def _move(self, job, status):
         old, job.status = job.status, status
+        if status is JobStatus.FAILED:
+            self.failures.append(job)
         self._emit(PoolProgressReason.JOB_STATUS_CHANGE, job, old)
 
     def _pool_status(self, status):

@@ -52,6 +52,23 @@ def test_line_after_interval_with_an_injected_clock():
     assert match.group("elapsed", "left") == ("5 s", "7 s")
 
 
+def test_the_first_line_waits_for_jobs_still_being_added():
+    # Issue 16.5: the log reads the pool's public ``statistics().scheduling`` (it read
+    # a private field that no longer existed, so it never waited).
+    log, clock, out = _log(interval=5.0)
+    pool = FakePool(log).open()
+    pool.add("j0")
+    pool.scheduling = True
+    pool.execute()
+    assert out.getvalue() == ""  # held: more jobs are coming
+    pool.add("j1")
+    pool.scheduling = False
+    pool.add("j2")
+    clock.now = 0.1
+    log._write_due()  # the heartbeat's next look (every 0.1 s while jobs are added)
+    assert out.getvalue() == "executing: 0/3 jobs, 0 failed, 0 running, 0 s elapsed\n"
+
+
 def test_each_failure_once_with_name_rank_and_error():
     log, clock, out = _log()
     pool = FakePool(log).open()

@@ -2,6 +2,7 @@
 
 import io
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from neuroscaffold.services.pool import WorkflowError, create_job_pool
 from tests._mpi import run_script
 from tests.progress._fakes import submitter
 from tests.progress.test_progress_trace import check_trace
+from tests._pool_support import WAIT, TestNetwork, identity
 
 SCRIPT = Path(__file__).parent / "scripts" / "progress_run.py"
 FAILURES = [
@@ -109,3 +111,16 @@ def test_rich_display_on_a_real_pool():
             pool.submit(lambda network, i: i, i)
         pool.execute()
     assert "finished: 50/50 jobs, 0 failed, 0 running" in console.export_text()
+
+
+def test_statistics_say_while_jobs_are_still_being_added():
+    # Issue 16.5: the public field the log waits on (jobs queued from another thread
+    # are not counted until the pool takes them in).
+    network = TestNetwork()
+    with network.create_job_pool(quiet=True) as pool:
+        thread = threading.Thread(target=lambda: pool.queue(identity, (1,)))
+        thread.start()
+        thread.join(timeout=WAIT)
+        assert pool.statistics().scheduling
+        pool.execute()
+        assert not pool.statistics().scheduling

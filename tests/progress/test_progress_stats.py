@@ -51,14 +51,34 @@ def test_late_events_count_each_job_once():
     assert (snap.ended, snap.n_running, snap.groups[0].ended) == (1, 0, 1)
 
 
-def test_closing_ends_jobs_that_had_no_event():
+def test_jobs_the_pool_ended_without_an_event_count():
+    # The counts are the pool's (its statistics), whatever events came.
     stats, pool = _stats()
     job = pool.add("aborted")
     pool.start(job, 1, 1.0)
     job.status = JobStatus.ABORTED  # the pool aborts without an event
     pool.close()
     snap = stats.snapshot()
-    assert (snap.ended, snap.cancelled, snap.n_running) == (1, 1, 0)
+    assert (snap.ended, snap.cancelled, snap.aborted, snap.n_running) == (1, 0, 1, 0)
+    assert snap.summary().startswith("stopped: 1/1 jobs, 0 failed, 1 aborted")
+
+
+def test_counts_come_from_the_pool_not_from_events():
+    # Issue 16.5: one engine. A real pool sends a display no job events at all; the
+    # counts, the running jobs and the estimate are read from its statistics.
+    clock = Clock(100.0)
+    stats, pool = _stats(clock)
+    node = submitter("g")
+    jobs = [pool.add(f"j{i}", node) for i in range(4)]
+    pool.execute()
+    pool.listeners.clear()  # no event from here on
+    for job in jobs[:2]:
+        job.status, job.rank, job.started_at, job.ended_at = JobStatus.SUCCESS, 1, 90.0, 93.0
+    jobs[2].status, jobs[2].rank, jobs[2].started_at = JobStatus.RUNNING, 1, 99.0
+    snap = stats.snapshot()
+    assert (snap.ended, snap.n_running, snap.groups[0].ended) == (2, 1, 2)
+    # 2 jobs left x 3 s, less the 1 s the running one did, over 2 ranks
+    assert snap.eta == pytest.approx((2 * 3 - 1) / 2) and snap.mean == pytest.approx(3.0)
 
 
 def test_group_names():

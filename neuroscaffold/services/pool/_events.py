@@ -51,6 +51,9 @@ class PoolStatistics(NamedTuple):
     busy: float  #: summed run time (s) of the ended jobs that ran
     ran: int  #: how many ended jobs ran (succeeded or failed)
     ranks: int  #: ranks taking part
+    #: jobs are still being added in the background (``schedule``), or were added and
+    #: are not counted yet: a display waits for them before its first line
+    scheduling: bool = False
 
 
 class _Listener:

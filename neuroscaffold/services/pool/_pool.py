@@ -421,6 +421,7 @@ class JobPool:
             busy=ledger.busy,
             ran=ledger.ran,
             ranks=self.size,
+            scheduling=self._scheduling() or ledger.has_incoming(),
         )
 
     def __enter__(self) -> "JobPool":
