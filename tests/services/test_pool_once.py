@@ -175,6 +175,9 @@ def _resume_once_recalled(self, jobs, folder, original):
     outbox = getattr(self, "recalls", None) or self.outbox  # RECALL's own tag, or not
     assert outbox.wait(bound=BOUND)
     (folder / "recalled").write_text(" ".join(str(jobs.index(job)) for job in recalled))
+    ran = _runs(folder)
+    (folder / "ran-while-stopped").write_text(
+        " ".join(str(jobs.index(job)) for job in recalled if jobs.index(job) in ran))
     (folder / "resumed").touch()
     os.kill(pid, signal.SIGCONT)
 
@@ -183,8 +186,9 @@ def _resume_once_recalled(self, jobs, folder, original):
 def test_a_stopped_ranks_jobs_are_asked_back_and_run_once(world):
     # Issue 16.13: a rank stopped (SIGSTOP) while it holds jobs is asked for them; it
     # cannot answer while stopped, so none of them runs elsewhere meanwhile (whether it
-    # started one just before it stopped cannot be known); when it resumes, it gives
-    # back at its first look those it had not started, and they run on other ranks.
+    # started one just before it stopped cannot be known). When it resumes, it gives
+    # back those it had not started when the request reaches it (which depends on MPI's
+    # delivery, so it is not asserted here), and runs the others: each runs once.
     pids = MPI.allgather(os.getpid())
     folder = world.tmp_path
 
@@ -204,5 +208,6 @@ def test_a_stopped_ranks_jobs_are_asked_back_and_run_once(world):
     stopped_rank = pids.index(int((folder / "stopped").read_text()))
     recalled = [int(tag) for tag in (folder / "recalled").read_text().split()]
     assert recalled, "nothing was queued on the stopped rank"
-    for tag in recalled:
-        assert runs[tag] != [stopped_rank], (tag, runs[tag], stopped_rank)
+    assert runs[0] == [stopped_rank]
+    # Nothing it held ran elsewhere while it was stopped (checked as it resumed).
+    assert (folder / "ran-while-stopped").read_text() == ""
