@@ -24,6 +24,7 @@ __all__ = [
     "ParallelError",
     "InternalError",
     "PoolInterrupted",
+    "PackingError",
 ]
 
 
@@ -123,3 +124,13 @@ class PoolInterrupted(KeyboardInterrupt):
 class CompileInterrupted(KeyboardInterrupt):
     """A compile was interrupted (Ctrl-C, SIGTERM): what was committed is kept, and
     ``compile --resume`` finishes it. The message says how far it got."""
+
+
+class PackingError(NeuroscaffoldError, ValueError):
+    """Cells could not be placed as far apart as their radii ask for (too dense)."""
+
+    def __init__(self, placed: int, wanted: int, radius: float, where: str = ""):
+        self.placed, self.wanted, self.radius = placed, wanted, radius
+        super().__init__(f"{where}{': ' if where else ''}only {placed:,} of {wanted:,} cells of "
+                         f"radius {radius:g} µm fit at their distance; the density is too "
+                         "high to pack")

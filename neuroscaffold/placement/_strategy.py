@@ -14,6 +14,7 @@ from ._chunked import ChunkedStrategy, dependency_jobs, job_key, job_regions
 from ._checks import check_positions
 from ..chunks import Chunk
 from ._indicators import Indicators, build_indicators
+from ._partitions import union_boxes
 
 __all__ = ["PlacementStrategy"]
 
@@ -24,6 +25,7 @@ __all__ = ["PlacementStrategy"]
         "random": "neuroscaffold.placement._builtins.RandomPlacement",
         "fixed": "neuroscaffold.placement._builtins.FixedPositions",
         "lattice": "neuroscaffold.placement._builtins.LatticePlacement",
+        "poisson_disk": "neuroscaffold.placement._poisson.PoissonDiskPlacement",
     },
 )
 class PlacementStrategy(ChunkedStrategy):
@@ -68,8 +70,9 @@ class PlacementStrategy(ChunkedStrategy):
         return job_regions(chunks, grid, chunk_size)
 
     def volume_in(self, chunk: Chunk) -> float:
-        """The volume of this strategy's partitions inside ``chunk`` (µm³)."""
-        return sum(p.overlap(chunk)[2] for p in self.partitions)
+        """The volume of this strategy's partitions inside ``chunk`` (µm³); where
+        partitions overlap, the shared volume counts once (see :func:`union_boxes`)."""
+        return sum(volume for *_, volume in union_boxes(self.partitions, chunk))
 
     # --- the job ------------------------------------------------------------------
 
