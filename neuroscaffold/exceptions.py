@@ -25,6 +25,8 @@ __all__ = [
     "InternalError",
     "PoolInterrupted",
     "PackingError",
+    "StrategyError",
+    "NeuroscaffoldWarning",
 ]
 
 
@@ -134,3 +136,13 @@ class PackingError(NeuroscaffoldError, ValueError):
         super().__init__(f"{where}{': ' if where else ''}only {placed:,} of {wanted:,} cells of "
                          f"radius {radius:g} µm fit at their distance; the density is too "
                          "high to pack")
+
+
+class StrategyError(NeuroscaffoldError, TypeError):
+    """A user's strategy broke its contract (for example a ``place()`` that returns its
+    positions instead of calling ``place_cells``); the message says what to do."""
+
+
+class NeuroscaffoldWarning(UserWarning):
+    """Something the user asked for was done differently, or looks wrong, but the run
+    goes on (the command line prints it as one ``neuroscaffold: warning:`` line)."""

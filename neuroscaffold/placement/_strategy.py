@@ -9,6 +9,7 @@ import numpy as np
 from .. import config
 from ..config import types
 from ..config._node import raise_at
+from ..exceptions import StrategyError
 from ..services.pool import pool_cache
 from ._chunked import ChunkedStrategy, dependency_jobs, job_key, job_regions
 from ._checks import check_positions
@@ -85,7 +86,13 @@ class PlacementStrategy(ChunkedStrategy):
     def place_chunk(self, network: Any, chunk: Chunk) -> None:
         """Job: place the cells of ``chunk`` and write them to the network's storage."""
         with self._job(chunk) as job:
-            self.place(chunk, self.get_indicators())
+            returned = self.place(chunk, self.get_indicators())
+        if returned is not None:  # its cells would be lost without a word
+            raise StrategyError(
+                f"placement '{self.name}' ({type(self).__name__}): place() returned "
+                f"{_describe(returned)} instead of storing it; call "
+                "self.place_cells(cell_type, positions, chunk) for each cell type in "
+                "place(), which returns nothing")
         self._write(network, job.collected, chunk)
 
     def place(self, chunk: Chunk, indicators: Indicators) -> None:
@@ -123,6 +130,13 @@ class PlacementStrategy(ChunkedStrategy):
             blocks.extend(("placement", cell_type.name, self.name, index, positions)
                           for index, positions in binned.items())
         network.storage.writer().write_job(job_key(self, chunk), blocks)
+
+
+def _describe(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"a {type(value).__name__} of shape {tuple(shape)}"
+    return f"a {type(value).__name__}"
 
 
 def _bin_positions(positions: np.ndarray, region: Chunk, grid, own: set | None) -> dict:
