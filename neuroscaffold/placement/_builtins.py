@@ -37,6 +37,10 @@ class RandomPlacement(PlacementStrategy):
     """Cells at uniformly random positions in the partitions; as many per chunk as the
     indicators guess."""
 
+    #: places its cell types' density (or count) over its partitions: two such
+    #: strategies may not fill one type into overlapping partitions
+    fills_density = True
+
     def validate(self) -> None:
         super().validate()
         _require_partitions(self)

@@ -122,10 +122,12 @@ def describe_box(lo, hi) -> str:
 
 
 def check_shared_partitions(placement: dict) -> None:
-    """Refuse two placement strategies that place one cell type in partitions that
-    overlap: each would place the type's density there, doubling it silently.
-    (Within one strategy, overlapping partitions are a union: see :func:`union_boxes`.)"""
-    strategies = list(placement.values())
+    """Refuse two placement strategies that fill one cell type's density (or count)
+    into partitions that overlap: each would place the type's density there, doubling
+    it silently. (Within one strategy, overlapping partitions are a union: see
+    :func:`union_boxes`.) Strategies that do not fill a density (``fills_density``
+    false: a lattice, fixed positions, most of a user's own) are not concerned."""
+    strategies = [s for s in placement.values() if getattr(s, "fills_density", False)]
     for i, first in enumerate(strategies):
         for second in strategies[i + 1:]:
             shared_types = {c.name for c in first.cell_types} & {c.name for c in second.cell_types}

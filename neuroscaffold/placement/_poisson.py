@@ -14,6 +14,8 @@ their types, also across the borders of chunks that different ranks place:
   is sent to a rank). Neighbours committed by an earlier attempt (``--resume``) are
   read from storage instead. Either way a job sees exactly the lower-colour cells near
   it, so every region's cells are the same at any rank count and after a resume.
+* **Regions.** A job's region is at least the halo wide (the network's chunks, or
+  a block of them when they are smaller: :meth:`PoissonDiskPlacement.region_size`).
 * **Counts.** The strategy places exactly as many cells as ``random`` would (the
   cell type's or the strategy's ``density`` or ``count``, spread over the chunks at
   random): the density is exact, never lowered. A density that cannot be packed is
@@ -119,10 +121,6 @@ class PoissonDiskPlacement(RandomPlacement):
         geometry = getattr(root, "network", None) if root is not self else None
         if geometry is None:
             return  # checked again once in a configuration
-        halo = self.halo()
-        if halo > min(geometry.chunk_size):
-            raise_at(self, None, f"the network's chunk_size {list(geometry.chunk_size)} must be "
-                                 f"at least twice the largest cell radius ({halo:g} µm)")
         whole = Chunk((0, 0, 0), (float(geometry.x), float(geometry.y), float(geometry.z)))
         volume = sum(v for *_, v in union_boxes(self.partitions, whole))
         if volume <= 0:
@@ -148,11 +146,20 @@ class PoissonDiskPlacement(RandomPlacement):
         a neighbour's cell."""
         return 2.0 * max((float(ct.radius) for ct in self.cell_types), default=0.0)
 
+    def region_size(self, chunk_size: Sequence[float] | None = None) -> tuple[float, ...]:
+        """The size of a job's region: ``chunk_size`` (default: the network's chunks),
+        made a whole multiple of the network's chunks at least :meth:`halo` wide, so
+        that regions of one colour are always farther apart than any two cells must be."""
+        grid = np.array(self.scaffold_chunk_size(), dtype=float)
+        size = grid if chunk_size is None else np.broadcast_to(np.asarray(chunk_size, float), (3,))
+        enlarged = np.where(size < self.halo(), grid * np.ceil(self.halo() / grid), size)
+        return tuple(float(v) for v in enlarged)
+
     def queue(self, pool: Any, chunk_size: Sequence[float] | None = None) -> None:
         """One job per region, in colour order; each waits for its lower-colour
         neighbours (and for ``depends_on``), see the module's doc."""
         deps = dependency_jobs(self, pool)
-        regions = self.get_chunks(chunk_size)
+        regions = self.get_chunks(self.region_size(chunk_size))
         pending = set(self.pending(regions))
         known = {region.index: region for region in regions}
         jobs: dict[tuple, Any] = {}
