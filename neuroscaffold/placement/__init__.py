@@ -13,7 +13,7 @@ from __future__ import annotations
 from ._builtins import FixedPositions, LatticePlacement, RandomPlacement
 from ..chunks import Chunk, apportion, chunks_in_box
 from ._indicators import CellIndicator, Indicators
-from ._partitions import Box, Layer, Partition
+from ._partitions import Box, Layer, Partition, union_volume
 from ._poisson import PoissonDiskPlacement
 from ._strategy import PlacementStrategy
 
@@ -31,4 +31,5 @@ __all__ = [
     "RandomPlacement",
     "apportion",
     "chunks_in_box",
+    "union_volume",
 ]

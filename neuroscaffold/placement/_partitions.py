@@ -9,7 +9,7 @@ from ..config import types
 from ..config._node import Node, config_root, raise_at
 from ..chunks import Chunk, box_overlap, chunks_in_box
 
-__all__ = ["Partition", "Layer", "Box", "check_shared_partitions", "describe_box", "partition_overlap", "union_boxes"]
+__all__ = ["Partition", "Layer", "Box", "check_shared_partitions", "describe_box", "partition_overlap", "union_boxes", "union_volume"]
 
 _AXES = {"x": 0, "y": 1, "z": 2}
 
@@ -108,6 +108,12 @@ def union_boxes(partitions, chunk: Chunk) -> list[tuple[np.ndarray, np.ndarray, 
     for lo, hi in pieces:
         covered |= np.all((middle > lo) & (middle < hi), axis=1)
     return [(lo, hi, float(np.prod(hi - lo))) for lo, hi in zip(lows[covered], highs[covered])]
+
+
+def union_volume(partitions, geometry) -> float:
+    """The volume of the union of ``partitions`` in a network of ``geometry`` (µm³)."""
+    whole = Chunk((0, 0, 0), (float(geometry.x), float(geometry.y), float(geometry.z)))
+    return float(sum(volume for *_, volume in union_boxes(partitions, whole)))
 
 
 def partition_overlap(first: Partition, second: Partition) -> tuple[np.ndarray, np.ndarray] | None:

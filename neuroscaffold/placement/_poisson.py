@@ -37,7 +37,7 @@ from ._builtins import RandomPlacement
 from ._chunked import dependency_jobs
 from ._disk import MAX_VOLUME_FRACTION, sample_disk, sphere_volume
 from ._indicators import Indicators, first_given
-from ._partitions import union_boxes
+from ._partitions import union_boxes, union_volume
 
 __all__ = ["NeighbourCells", "PoissonDiskPlacement"]
 
@@ -121,8 +121,7 @@ class PoissonDiskPlacement(RandomPlacement):
         geometry = getattr(root, "network", None) if root is not self else None
         if geometry is None:
             return  # checked again once in a configuration
-        whole = Chunk((0, 0, 0), (float(geometry.x), float(geometry.y), float(geometry.z)))
-        volume = sum(v for *_, v in union_boxes(self.partitions, whole))
+        volume = union_volume(self.partitions, geometry)
         if volume <= 0:
             return
         fractions = {}
