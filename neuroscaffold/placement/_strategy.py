@@ -86,7 +86,7 @@ class PlacementStrategy(ChunkedStrategy):
     def place_chunk(self, network: Any, chunk: Chunk) -> None:
         """Job: place the cells of ``chunk`` and write them to the network's storage."""
         with self._job(chunk) as job:
-            returned = self.place(chunk, self.get_indicators())
+            returned: Any = self.place(chunk, self.get_indicators())  # type: ignore[func-returns-value]
         if returned is not None:  # its cells would be lost without a word
             raise StrategyError(
                 f"placement '{self.name}' ({type(self).__name__}): place() returned "
