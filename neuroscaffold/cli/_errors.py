@@ -82,12 +82,11 @@ def _grouped(error) -> str:
     for (kind, text, where), (count, first) in groups.items():
         place = f" ({where})" if where else ""
         if first < len(job_lines):
-            line = f"{job_lines[first]}{place}"
-            if count > 1:
-                line = f"  {count} jobs failed with one error, the first: {line.lstrip()}"
+            lead = f"  {count} jobs failed with one error, the first: " if count > 1 else "  "
+            out.append(_cut(lead + job_lines[first].lstrip()) + place)  # the place is kept
         else:
-            line = f"  {count} job{'s' if count > 1 else ''} failed: {kind}: {text}{place}"
-        out.append(_cut(line))
+            out.append(_cut(f"  {count} job{'s' if count > 1 else ''} failed: {kind}: {text}")
+                       + place)
     out.extend(_cut(line) for line in other)
     return "\n".join(out)
 
