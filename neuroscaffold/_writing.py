@@ -273,7 +273,7 @@ def appendable(network: "Network", stored: dict) -> set[str]:
 
 def planned_jobs(network: "Network", skip: set[str]) -> dict[str, int]:
     """Strategy node name -> number of jobs a compile queues for it."""
-    return {node.get_node_name(): len(node.get_chunks())
+    return {node.get_node_name(): len(node.queued_regions())
             for section in (network.placement, network.connectivity)
             for node in section.values() if node.get_node_name() not in skip}
 

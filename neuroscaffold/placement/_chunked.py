@@ -91,6 +91,10 @@ class ChunkedStrategy(Node):
                 _running.job = previous
                 _strategy_cpu.append(time.thread_time() - started)
 
+    def queued_regions(self) -> list[Chunk]:
+        """The regions a compile queues one job for (the manifest counts them)."""
+        return self.get_chunks()  # type: ignore[attr-defined]
+
     def pending(self, regions: list[Chunk]) -> list[Chunk]:
         """The ``regions`` whose jobs still have to run: all, except in a resumed
         compile (committed ones) or an append (strategies the network has)."""

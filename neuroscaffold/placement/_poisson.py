@@ -154,6 +154,9 @@ class PoissonDiskPlacement(RandomPlacement):
         enlarged = np.where(size < self.halo(), grid * np.ceil(self.halo() / grid), size)
         return tuple(float(v) for v in enlarged)
 
+    def queued_regions(self) -> list[Chunk]:
+        return self.get_chunks(self.region_size())
+
     def queue(self, pool: Any, chunk_size: Sequence[float] | None = None) -> None:
         """One job per region, in colour order; each waits for its lower-colour
         neighbours (and for ``depends_on``), see the module's doc."""

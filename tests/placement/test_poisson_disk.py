@@ -200,6 +200,9 @@ def test_chunks_smaller_than_twice_the_largest_radius_are_placed_in_blocks(tmp_p
     # 5 µm chunks, 7 µm halo: each job places a block of 2 x 2 x 2 chunks
     network = Network(Configuration(model(chunk_size=5)), tmp_path / "net.hdf5")
     assert network.placement["disk"].region_size() == (10.0, 10.0, 10.0)
+    from neuroscaffold._writing import planned_jobs
+
+    assert list(planned_jobs(network, set()).values()) == [8 * 4 * 6]  # jobs, not chunks
     network.compile(quiet=True)
     assert check_network(tmp_path / "net.hdf5") == {"small": 576, "big": 192}
 
