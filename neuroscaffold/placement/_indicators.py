@@ -19,7 +19,7 @@ class CellIndicator:
 
     The numbers come from a density (cells/µm³) or a total count (the total is exact),
     spread over the strategy's chunks at random, each cell in a chunk with a chance in
-    proportion to the volume of the strategy's partitions there (a multinomial draw
+    proportion to the volume of the strategy's partitions there (see :func:`_spread`,
     seeded by the network seed, the strategy and the cell type). So the chunking never
     shapes the tissue: a type with fewer cells than chunks lands anywhere, not in the
     first chunks, and the numbers are the same on every rank.
@@ -86,12 +86,32 @@ def build_indicators(strategy: Any) -> Indicators:
 
 
 def _spread(strategy: Any, cell_type: str, volumes: list[float], total: int) -> list[int]:
-    """``total`` cells spread over chunks of the given ``volumes``: a multinomial draw,
-    the same on every rank (seeded by the network seed, the strategy and the type)."""
+    """``total`` cells spread over chunks of the given ``volumes`` at random, the same
+    on every rank (seeded by the network seed, the strategy and the type).
+
+    A multinomial draw (each cell independently in a chunk, by volume), unless the
+    strategy has ``even_counts``: then each chunk gets its expected count rounded down,
+    and the cells left over go to chunks drawn at random by their remainders, so every
+    chunk is within one cell of its share (a hard-core packing has no room for the
+    fluctuations of independent cells) and a sparse type still lands anywhere.
+    """
     volume = float(sum(volumes))
     if not volumes or volume <= 0:
         return [0] * len(volumes)
     entropy = [int(config_root(strategy).seed), zlib.crc32(strategy.get_node_name().encode()),
                zlib.crc32(cell_type.encode())]
     rng = np.random.default_rng(np.random.SeedSequence(entropy))
-    return [int(n) for n in rng.multinomial(total, np.asarray(volumes, dtype=float) / volume)]
+    shares = np.asarray(volumes, dtype=float) / volume
+    if not getattr(strategy, "even_counts", False):
+        return [int(n) for n in rng.multinomial(total, shares)]
+    expected = shares * total
+    counts = np.floor(expected).astype(np.int64)
+    missing = int(total - counts.sum())
+    remainders = expected - counts
+    if missing > 0:
+        weights = remainders + 1e-12 * (remainders.max() + 1)  # every chunk can be drawn
+        counts[rng.choice(len(counts), size=missing, replace=False,
+                          p=weights / weights.sum())] += 1
+    elif missing < 0:  # float rounding overshot
+        counts[np.argsort(remainders, kind="stable")[:-missing]] -= 1
+    return [int(n) for n in counts]

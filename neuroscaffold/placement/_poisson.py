@@ -115,6 +115,9 @@ class PoissonDiskPlacement(RandomPlacement):
     radii (the cell types' ``radius``), also across chunk borders; as many per chunk as
     ``random`` places."""
 
+    #: chunks get their share of cells give or take one (see ``_indicators._spread``)
+    even_counts = True
+
     def validate(self) -> None:
         super().validate()
         root = config_root(self)
