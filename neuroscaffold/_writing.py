@@ -15,11 +15,12 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ._agreement import COLLECTIVES, Outcome, agree, collect, share
-from .exceptions import (CompileInterrupted, NeuroscaffoldError, ParallelError, StorageError,
-                         WorkflowError)
+from .exceptions import (CompileInterrupted, NeuroscaffoldError, NeuroscaffoldWarning,
+                         ParallelError, StorageError, WorkflowError)
 from .storage import HDF5Storage, NetworkState
 
 if TYPE_CHECKING:
@@ -211,6 +212,9 @@ def open_compile(network: "Network", configuration: str, choice: str | None):
         session.skip = frozenset(skip)
         return session
     # new, clear, or resume of nothing: a new network; an old one stays until replaced
+    if choice == "resume":
+        warnings.warn(f"{path}: nothing to resume (no unfinished compile there): compiling "
+                      "it from the start", NeuroscaffoldWarning, stacklevel=2)
     keep = state is NetworkState.COMPLETE
     return storage.open_session("compile", configuration, planned_jobs(network, set()),
                                 stub=not keep)
@@ -269,7 +273,7 @@ def appendable(network: "Network", stored: dict) -> set[str]:
 
 def planned_jobs(network: "Network", skip: set[str]) -> dict[str, int]:
     """Strategy node name -> number of jobs a compile queues for it."""
-    return {node.get_node_name(): len(node.get_chunks())
+    return {node.get_node_name(): len(node.queued_regions())
             for section in (network.placement, network.connectivity)
             for node in section.values() if node.get_node_name() not in skip}
 

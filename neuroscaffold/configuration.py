@@ -26,7 +26,7 @@ from .config._parse import load_file, parse_text
 from .config._reference import REFERENCE_HEADER, builtins_of, class_summary, key_table, node_section
 from .connectivity._strategy import ConnectionStrategy
 from .exceptions import ConfigurationError
-from .placement._partitions import Partition
+from .placement._partitions import Partition, check_shared_partitions
 from .placement._strategy import PlacementStrategy
 
 __all__ = ["CellType", "Configuration", "NetworkGeometry", "build_reference", "from_file"]
@@ -181,6 +181,7 @@ class Configuration(Node):
                 if isinstance(attribute, ref):
                     getattr(item, name)
             item.validate()
+        check_shared_partitions(self.placement)
         for section in ("placement", "connectivity"):
             _check_acyclic(getattr(self, section), section)
 

@@ -24,6 +24,9 @@ __all__ = [
     "ParallelError",
     "InternalError",
     "PoolInterrupted",
+    "PackingError",
+    "StrategyError",
+    "NeuroscaffoldWarning",
 ]
 
 
@@ -123,3 +126,23 @@ class PoolInterrupted(KeyboardInterrupt):
 class CompileInterrupted(KeyboardInterrupt):
     """A compile was interrupted (Ctrl-C, SIGTERM): what was committed is kept, and
     ``compile --resume`` finishes it. The message says how far it got."""
+
+
+class PackingError(NeuroscaffoldError, ValueError):
+    """Cells could not be placed as far apart as their radii ask for (too dense)."""
+
+    def __init__(self, placed: int, wanted: int, radius: float, where: str = ""):
+        self.placed, self.wanted, self.radius = placed, wanted, radius
+        super().__init__(f"{where}{': ' if where else ''}only {placed:,} of {wanted:,} cells of "
+                         f"radius {radius:g} µm fit at their distance; the density is too "
+                         "high to pack")
+
+
+class StrategyError(NeuroscaffoldError, TypeError):
+    """A user's strategy broke its contract (for example a ``place()`` that returns its
+    positions instead of calling ``place_cells``); the message says what to do."""
+
+
+class NeuroscaffoldWarning(UserWarning):
+    """Something the user asked for was done differently, or looks wrong, but the run
+    goes on (the command line prints it as one ``neuroscaffold: warning:`` line)."""

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from .placement import union_volume
+
 __all__ = ["plot_network", "summarise_network"]
 
 MAX_POINTS = 4_000  # cells drawn per type
@@ -46,6 +48,8 @@ class _TypeSummary:
     volume: float | None  # of the partitions its strategies fill (µm³)
     configured_density: float | None
     sample: np.ndarray  # (k, 3) positions drawn
+    radius: float = 0.0  # of the cell type (µm)
+    nearest: np.ndarray = field(default_factory=lambda: np.empty(0))  # per drawn cell (µm)
 
     @property
     def density(self) -> float | None:
@@ -88,7 +92,7 @@ def _configured(configuration: Any) -> tuple[dict, dict, dict]:
     densities: dict[str, float | None] = {}
     for strategy in configuration.placement.values():
         try:
-            volume = sum(p.volume() for p in strategy.partitions)
+            volume = union_volume(strategy.partitions, configuration.network)
         except Exception:
             volume = 0.0
         for cell_type in strategy.cell_types:
@@ -121,7 +125,8 @@ def summarise_network(network: Any, max_points: int = MAX_POINTS, max_pairs: int
             np.sort(rng.choice(len(cells), max_points, replace=False))]
         summary.types.append(_TypeSummary(name, len(cells), expected.get(name),
                                           volumes.get(name) or None, densities.get(name),
-                                          sample))
+                                          sample, float(configuration.cell_types[name].radius),
+                                          _nearest(cells, sample)))
     for name, strategy in configuration.connectivity.items():
         try:
             connections = network.get_connectivity_set(name)
@@ -142,6 +147,16 @@ def summarise_network(network: Any, max_points: int = MAX_POINTS, max_pairs: int
                                         out_degree, in_degree, distances, radius, label))
         del pairs
     return summary
+
+
+def _nearest(cells: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    """The distance from each ``sample`` cell to the nearest other cell of its type."""
+    if len(cells) < 2:
+        return np.empty(0)
+    from scipy.spatial import cKDTree
+
+    distances, _ = cKDTree(cells).query(sample, k=2)
+    return distances[:, 1]
 
 
 def _degrees_and_sample(connections: Any, n_pre: int, n_post: int, max_pairs: int,
@@ -247,6 +262,8 @@ def _draw_counts(axes, summary: NetworkSummary, colors) -> None:
             text += f"\n{t.density:.3g}/µm³"
             if t.configured_density is not None:
                 text += f"\n(set {t.configured_density:.3g})"
+        if len(t.nearest):  # cells closer than two radii overlap
+            text += f"\nnearest ≥{t.nearest.min():.3g} µm\n(2r {2 * t.radius:g})"
         axes.annotate(text, (i, max(t.count, t.expected or 0)), ha="center", va="bottom",
                       fontsize=7, xytext=(0, 2), textcoords="offset points")
     axes.set_xticks(index, names, rotation=30, ha="right")
@@ -297,9 +314,15 @@ def _html(summary: NetworkSummary, png: bytes) -> str:
     def number(value, fmt=",.0f"):
         return "?" if value is None else format(value, fmt)
 
-    cells = table(["cell type", "stored", "expected", "density (/µm³)", "configured density"],
+    cells = table(["cell type", "stored", "expected", "density (/µm³)", "configured density",
+                   "nearest neighbour: min / median (µm)", "2 × radius (µm)",
+                   "closer than 2 × radius"],
                   [[t.name, f"{t.count:,}", number(t.expected), number(t.density, ".3g"),
-                    number(t.configured_density, ".3g")] for t in summary.types])
+                    number(t.configured_density, ".3g"),
+                    f"{t.nearest.min():.3g} / {np.median(t.nearest):.3g}" if len(t.nearest) else "-",
+                    f"{2 * t.radius:g}",
+                    f"{np.mean(t.nearest < 2 * t.radius):.0%}" if len(t.nearest) else "-"]
+                   for t in summary.types])
     sets = table(["connection set", "pre → post", "pairs", "mean out-degree",
                   "mean in-degree", "median distance (µm)", "configured reach"],
                  [[s.name, f"{s.pre} → {s.post}", f"{s.pairs:,}",

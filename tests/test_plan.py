@@ -33,8 +33,8 @@ def _set(data: dict, path: str, value) -> dict:
 
 REFUSALS = [
     # (path, value, the message, whether --force lets it through)
-    ("cell_types.granule.density", 1e3,
-     r"placement\.granular: 24,000,000,216 cells \(cell_types\.granule\.density: 1000 "
+    ("cell_types.stellate.density", 1e3,
+     r"placement\.molecular: 29,600,000,888 cells \(cell_types\.stellate\.density: 1000 "
      r"cells/µm³\) would need about [0-9.]+ GiB of memory per rank, more than the [0-9.]+ "
      r"[GMT]iB available \(if you are sure, compile with --force or compile\(force=True\)\)", True),
     ("network.chunk_size", 0.5,
@@ -128,7 +128,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(capsys, tmp_path):
     lines = out.splitlines()
     assert lines[0] == "plan of 'cerebellum': 400 x 350 x 400 µm, 64 chunks of 100 x 100 x 100 µm"
     assert lines[1] == "placement: 3 strategies, 96 jobs"
-    assert re.fullmatch(r"  granular +random +32 jobs +32 chunks  cells: granule 93,600, "
+    assert re.fullmatch(r"  granular +poisson_disk +32 jobs +32 chunks  cells: granule 93,600, "
                         r"golgi 216", lines[2])
     assert lines[5] == "connectivity: 6 strategies, 144 jobs"
     assert re.fullmatch(r"  golgi_gap_junctions +all_to_all +32 jobs +32 chunks  ~46,656 "
@@ -154,14 +154,14 @@ CLI = "import sys; from neuroscaffold.cli import main; sys.exit(main(sys.argv[1:
 @pytest.mark.mpi
 def test_under_mpiexec_a_refusal_is_one_line_once(tmp_path):
     config = tmp_path / "net.yaml"
-    config.write_text(yaml.safe_dump(_set(cerebellum(), "cell_types.granule.density", 1e3)))
+    config.write_text(yaml.safe_dump(_set(cerebellum(), "cell_types.stellate.density", 1e3)))
     result = run_script(CLI, n=2, timeout=60, tmp_path=tmp_path,
                         args=["compile", str(config), "-o", str(tmp_path / "o.hdf5")])
     assert result.returncode == 1, result.describe()
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1, result.describe()
-    assert errors[0].startswith("neuroscaffold: error: placement.granular: 24,000,000,216 cells "
-                                "(cell_types.granule.density: 1000 cells/µm³)")
+    assert errors[0].startswith("neuroscaffold: error: placement.molecular: 29,600,000,888 cells "
+                                "(cell_types.stellate.density: 1000 cells/µm³)")
     assert not (tmp_path / "o.hdf5").exists()
 
 
@@ -207,9 +207,9 @@ def test_the_plan_lists_strategies_in_scheduling_order():
 
 def test_dry_run_of_a_model_refused_by_estimates_fails_unless_forced(capsys, tmp_path):
     config = tmp_path / "net.yaml"
-    config.write_text(yaml.safe_dump(_set(cerebellum(), "cell_types.granule.density", 1e3)))
+    config.write_text(yaml.safe_dump(_set(cerebellum(), "cell_types.stellate.density", 1e3)))
     assert main(["compile", str(config), "--dry-run"]) == 1
     out = capsys.readouterr().out
-    assert "refused unless forced: placement.granular: 24,000,000,216 cells" in out
-    assert "expected cells: granule 24,000,000,000, golgi 216" in out
+    assert "refused unless forced: placement.molecular: 29,600,000,888 cells" in out
+    assert "stellate 29,600,000,000, basket 888" in out
     assert main(["compile", str(config), "--dry-run", "--force"]) == 0

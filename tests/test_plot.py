@@ -8,7 +8,7 @@ import pytest
 
 from neuroscaffold import Configuration, Network
 from neuroscaffold.cli import main
-from neuroscaffold.plot import summarise_network
+from neuroscaffold.plot import plot_network, summarise_network
 from tests._mpi import ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -70,3 +70,16 @@ def test_plot_errors_are_one_line(tmp_path, capsys, small):
     assert capsys.readouterr().err == f"neuroscaffold: error: {tmp_path}/nope.hdf5: no such file\n"
     assert main(["plot", str(small), "-o", str(tmp_path / "x.pdf")]) == 1
     assert capsys.readouterr().err == "neuroscaffold: error: -o must end in .png or .html, not 'x.pdf'\n"
+
+
+def test_plot_shows_the_nearest_neighbour_distance_against_two_radii(tmp_path):
+    from tests.placement.test_poisson_disk import model
+
+    path = tmp_path / "disk.hdf5"
+    Network(Configuration(model()), path).compile(quiet=True)
+    types = {t.name: t for t in summarise_network(path).types}
+    assert types["small"].radius == 2.0 and len(types["small"].nearest) == 576
+    assert types["small"].nearest.min() >= 4.0  # poisson_disk: never closer than 2 radii
+    plot_network(path, tmp_path / "disk.html")
+    page = (tmp_path / "disk.html").read_text()
+    assert "nearest neighbour: min / median (µm)" in page and "<td>4</td><td>0%</td>" in page

@@ -17,9 +17,10 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from typing import Sequence
 
-from ..exceptions import CompileInterrupted, NeuroscaffoldError
+from ..exceptions import CompileInterrupted, NeuroscaffoldError, NeuroscaffoldWarning
 
 __all__ = ["build_parser", "main", "program"]
 
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ._errors import format_error
 
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         code = args.run(args) or 0
         sys.stdout.flush()  # a closed stdout shows here, not at exit
@@ -76,6 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             line = str(interrupt) if isinstance(interrupt, CompileInterrupted) else "interrupted"
             print(f"neuroscaffold: {line}", file=sys.stderr)
         return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our own warnings as one line (``neuroscaffold: warning: ...``); others as Python
+    shows them."""
+    if issubclass(category, NeuroscaffoldWarning):
+        print(f"neuroscaffold: warning: {message}", file=sys.stderr, flush=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def program() -> None:

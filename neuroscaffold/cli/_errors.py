@@ -64,24 +64,39 @@ def _cut(line: str) -> str:
     return line if len(line) <= MAX_LINE else line[: MAX_LINE - 5] + " ...]"
 
 
+def _grouped(error) -> str:
+    """A :class:`WorkflowError`'s lines, jobs that failed with one error (same type,
+    text and place in the user's code) grouped into one line: its count and the first
+    job (a bug repeated in every chunk is one line, not one per chunk)."""
+    lines = error.message.splitlines()
+    members = list(error.exceptions)
+    job_lines = [line for line in lines[1:] if line.lstrip().startswith("job '")]
+    other = [line for line in lines[1:] if not line.lstrip().startswith("job '")
+             and not line.lstrip().startswith("... and ")]
+    failed = members[: max(len(members) - len(other), 0)]
+    groups: dict[tuple, list] = {}  # key -> [count, index of the first job]
+    for index, member in enumerate(failed):
+        key = (type(member).__name__, str(member), user_location(member))
+        groups.setdefault(key, [0, index])[0] += 1
+    out = [lines[0]] if lines else []
+    for (kind, text, where), (count, first) in groups.items():
+        place = f" ({where})" if where else ""
+        if first < len(job_lines):
+            lead = f"  {count} jobs failed with one error, the first: " if count > 1 else "  "
+            out.append(_cut(lead + job_lines[first].lstrip()) + place)  # the place is kept
+        else:
+            out.append(_cut(f"  {count} job{'s' if count > 1 else ''} failed: {kind}: {text}")
+                       + place)
+    out.extend(_cut(line) for line in other)
+    return "\n".join(out)
+
+
 def format_error(error: BaseException) -> str:
     """The message printed for ``error``: bounded, with user locations of failed jobs."""
     from ..exceptions import WorkflowError
 
     if isinstance(error, WorkflowError):
-        lines = error.message.splitlines()
-        members = list(error.exceptions)
-        out = [lines[0]] if lines else []
-        index = 0
-        for line in lines[1:]:
-            line = _cut(line)
-            if line.lstrip().startswith("job '") and index < len(members):
-                where = user_location(members[index])
-                index += 1
-                if where:
-                    line = f"{line} ({where})"
-            out.append(line)
-        return "\n".join(out)
+        return _grouped(error)
     text = str(error)
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         text = f"{error.filename}: {error.strerror.lower()}"

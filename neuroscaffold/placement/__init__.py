@@ -2,7 +2,8 @@
 (regions of space), one pool job per chunk of the network.
 
 Built-in strategies (``strategy:`` in a configuration): ``random``
-(:class:`RandomPlacement`), ``fixed`` (:class:`FixedPositions`), ``lattice``
+(:class:`RandomPlacement`), ``poisson_disk`` (:class:`PoissonDiskPlacement`: cells
+that do not overlap), ``fixed`` (:class:`FixedPositions`), ``lattice``
 (:class:`LatticePlacement`); any other by import path. Built-in partitions (``type:``):
 ``layer`` (:class:`Layer`), ``box`` (:class:`Box`).
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 from ._builtins import FixedPositions, LatticePlacement, RandomPlacement
 from ..chunks import Chunk, apportion, chunks_in_box
 from ._indicators import CellIndicator, Indicators
-from ._partitions import Box, Layer, Partition
+from ._partitions import Box, Layer, Partition, union_volume
+from ._poisson import PoissonDiskPlacement
 from ._strategy import PlacementStrategy
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "Layer",
     "Partition",
     "PlacementStrategy",
+    "PoissonDiskPlacement",
     "RandomPlacement",
     "apportion",
     "chunks_in_box",
+    "union_volume",
 ]

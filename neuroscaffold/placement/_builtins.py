@@ -7,12 +7,24 @@ import numpy as np
 from .. import config
 from ..config import types
 from ..config._node import raise_at
-from ..chunks import Chunk, apportion
+from ..chunks import Chunk
 from ._indicators import Indicators
 from ._chunked import job_regions
+from ._partitions import describe_box, partition_overlap, union_boxes
 from ._strategy import PlacementStrategy
 
 __all__ = ["FixedPositions", "LatticePlacement", "RandomPlacement"]
+
+
+def uniform_in(rng: np.random.Generator, boxes: list, n: int) -> np.ndarray:
+    """``n`` points drawn uniformly and independently over disjoint ``boxes`` (each
+    lands in a box with a chance in proportion to its volume)."""
+    volumes = np.array([volume for *_, volume in boxes], dtype=float)
+    if n == 0 or not len(boxes) or volumes.sum() <= 0:
+        return np.empty((0, 3))
+    shares = rng.multinomial(n, volumes / volumes.sum())
+    return np.concatenate([rng.uniform(lo, hi, size=(k, 3))
+                           for (lo, hi, _), k in zip(boxes, shares)])
 
 
 def _require_partitions(strategy: PlacementStrategy) -> None:
@@ -25,6 +37,10 @@ class RandomPlacement(PlacementStrategy):
     """Cells at uniformly random positions in the partitions; as many per chunk as the
     indicators guess."""
 
+    #: places its cell types' density (or count) over its partitions: two such
+    #: strategies may not fill one type into overlapping partitions
+    fills_density = True
+
     def validate(self) -> None:
         super().validate()
         _require_partitions(self)
@@ -35,12 +51,9 @@ class RandomPlacement(PlacementStrategy):
 
     def place(self, chunk: Chunk, indicators: Indicators) -> None:
         rng = self.rng(chunk)
-        boxes = [p.overlap(chunk) for p in self.partitions]
-        boxes = [(lo, hi, volume) for lo, hi, volume in boxes if volume > 0]
+        boxes = union_boxes(self.partitions, chunk)
         for name, indicator in indicators.items():
-            shares = apportion([volume for *_, volume in boxes], indicator.guess(chunk))
-            positions = [rng.uniform(lo, hi, size=(n, 3)) for (lo, hi, _), n in zip(boxes, shares)]
-            self.place_cells(name, np.concatenate(positions or [np.empty((0, 3))]), chunk)
+            self.place_cells(name, uniform_in(rng, boxes, indicator.guess(chunk)), chunk)
 
 
 @config.node
@@ -77,6 +90,14 @@ class LatticePlacement(PlacementStrategy):
     def validate(self) -> None:
         super().validate()
         _require_partitions(self)
+        for i, first in enumerate(self.partitions):
+            for second in self.partitions[i + 1:]:
+                shared = partition_overlap(first, second)
+                if shared is not None:
+                    raise_at(self, "partitions", f"partitions '{first.name}' and "
+                             f"'{second.name}' overlap ({describe_box(*shared)}): a lattice "
+                             "fills each partition on its own grid, so the cells there would "
+                             "be doubled; give partitions that do not overlap")
 
     def place(self, chunk: Chunk, indicators: Indicators) -> None:
         spacing = np.array(self.spacing, dtype=float)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -12,6 +14,7 @@ import numpy as np
 
 from ..config._node import Node, config_root
 from ..chunks import Chunk, chunk_rng
+from ..exceptions import NeuroscaffoldWarning
 
 __all__ = ["ChunkedStrategy", "dependency_jobs", "job_key", "job_regions", "strategy_cpu_seconds"]
 
@@ -76,15 +79,21 @@ class ChunkedStrategy(Node):
     @contextlib.contextmanager
     def _job(self, chunk: Chunk) -> Iterator[_RunningJob]:
         """Run the strategy's own code (``place``, ``connect``) for ``chunk``; its CPU
-        time is counted in :func:`strategy_cpu_seconds`."""
+        time is counted in :func:`strategy_cpu_seconds`, and a draw from numpy's
+        global generator is reported (see :func:`_global_draws`)."""
         previous = getattr(_running, "job", None)
         _running.job = _RunningJob(self, chunk)
         started = time.thread_time()
-        try:
-            yield _running.job
-        finally:
-            _running.job = previous
-            _strategy_cpu.append(time.thread_time() - started)
+        with _global_draws(self):
+            try:
+                yield _running.job
+            finally:
+                _running.job = previous
+                _strategy_cpu.append(time.thread_time() - started)
+
+    def queued_regions(self) -> list[Chunk]:
+        """The regions a compile queues one job for (the manifest counts them)."""
+        return self.get_chunks()  # type: ignore[attr-defined]
 
     def pending(self, regions: list[Chunk]) -> list[Chunk]:
         """The ``regions`` whose jobs still have to run: all, except in a resumed
@@ -95,6 +104,69 @@ class ChunkedStrategy(Node):
     def _current_job(self) -> _RunningJob | None:
         job = getattr(_running, "job", None)
         return job if job is not None and job.strategy is self else None
+
+
+def _state_view() -> np.ndarray | None:
+    """A live view of the global MT19937's state (624 key words, then the position),
+    read in a microsecond instead of ``np.random.get_state``'s 40."""
+    try:
+        bit_generator = np.random.mtrand._rand._bit_generator
+        words = (ctypes.c_uint32 * 625).from_address(bit_generator.ctypes.state_address)
+        return np.ctypeslib.as_array(words)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+_STATE = _state_view()
+
+
+def _global_state() -> tuple:
+    """A fingerprint of numpy's global generator (``np.random.*``): any draw or seeding
+    changes it."""
+    view = _STATE
+    if view is not None and np.random.mtrand._rand._bit_generator.ctypes.state_address \
+            == view.ctypes.data:
+        return (int(view[624]), int(view[0]), int(view[623]))
+    state = np.random.get_state(legacy=False)
+    key = state["state"]["key"]
+    return (state["state"]["pos"], int(key[0]), int(key[-1]))
+
+
+# Jobs running in this process: a token per job -> (its strategy's name, the names of
+# the strategies whose jobs ran alongside it): the main rank runs two jobs at once, and
+# either may have drawn.
+_alongside: dict[object, tuple[str, set[str]]] = {}
+_alongside_lock = threading.Lock()
+_warned: set[str] = set()
+
+
+@contextlib.contextmanager
+def _global_draws(strategy: Any) -> Iterator[None]:
+    """Warn once per strategy (and process) whose job drew from numpy's global
+    generator: its numbers depend on the jobs a rank ran before, so the network would
+    differ with the rank count. A change while another strategy's job ran alongside is
+    not blamed on either (the next job of the culprit, run alone, is)."""
+    name = strategy.get_node_name()
+    token = object()
+    with _alongside_lock:
+        for _, others in _alongside.values():
+            others.add(name)
+        _alongside[token] = (name, {other for other, _ in _alongside.values()})
+    before = _global_state()
+    try:
+        yield
+    finally:
+        with _alongside_lock:
+            alone = _alongside.pop(token)[1] <= {name}
+        if alone and name not in _warned and _global_state() != before:
+            _warned.add(name)
+            section = name.split(".")[-2] if name.count(".") else "strategy"
+            warnings.warn(
+                f"{section} '{strategy.name}' ({type(strategy).__name__}) draws from numpy's global random "
+                "generator (np.random); its cells or connections then depend on which "
+                "jobs each rank ran before, so the network differs with the rank count: "
+                "draw from self.rng() instead (seeded per chunk)",
+                NeuroscaffoldWarning, stacklevel=2)
 
 
 def job_regions(chunks: list[Chunk], grid, chunk_size) -> list[Chunk]:

@@ -9,11 +9,13 @@ import numpy as np
 from .. import config
 from ..config import types
 from ..config._node import raise_at
+from ..exceptions import StrategyError
 from ..services.pool import pool_cache
 from ._chunked import ChunkedStrategy, dependency_jobs, job_key, job_regions
 from ._checks import check_positions
 from ..chunks import Chunk
 from ._indicators import Indicators, build_indicators
+from ._partitions import union_boxes
 
 __all__ = ["PlacementStrategy"]
 
@@ -24,6 +26,7 @@ __all__ = ["PlacementStrategy"]
         "random": "neuroscaffold.placement._builtins.RandomPlacement",
         "fixed": "neuroscaffold.placement._builtins.FixedPositions",
         "lattice": "neuroscaffold.placement._builtins.LatticePlacement",
+        "poisson_disk": "neuroscaffold.placement._poisson.PoissonDiskPlacement",
     },
 )
 class PlacementStrategy(ChunkedStrategy):
@@ -68,8 +71,9 @@ class PlacementStrategy(ChunkedStrategy):
         return job_regions(chunks, grid, chunk_size)
 
     def volume_in(self, chunk: Chunk) -> float:
-        """The volume of this strategy's partitions inside ``chunk`` (µm³)."""
-        return sum(p.overlap(chunk)[2] for p in self.partitions)
+        """The volume of this strategy's partitions inside ``chunk`` (µm³); where
+        partitions overlap, the shared volume counts once (see :func:`union_boxes`)."""
+        return sum(volume for *_, volume in union_boxes(self.partitions, chunk))
 
     # --- the job ------------------------------------------------------------------
 
@@ -82,7 +86,13 @@ class PlacementStrategy(ChunkedStrategy):
     def place_chunk(self, network: Any, chunk: Chunk) -> None:
         """Job: place the cells of ``chunk`` and write them to the network's storage."""
         with self._job(chunk) as job:
-            self.place(chunk, self.get_indicators())
+            returned: Any = self.place(chunk, self.get_indicators())  # type: ignore[func-returns-value]
+        if returned is not None:  # its cells would be lost without a word
+            raise StrategyError(
+                f"placement '{self.name}' ({type(self).__name__}): place() returned "
+                f"{_describe(returned)} instead of storing it; call "
+                "self.place_cells(cell_type, positions, chunk) for each cell type in "
+                "place(), which returns nothing")
         self._write(network, job.collected, chunk)
 
     def place(self, chunk: Chunk, indicators: Indicators) -> None:
@@ -120,6 +130,13 @@ class PlacementStrategy(ChunkedStrategy):
             blocks.extend(("placement", cell_type.name, self.name, index, positions)
                           for index, positions in binned.items())
         network.storage.writer().write_job(job_key(self, chunk), blocks)
+
+
+def _describe(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"a {type(value).__name__} of shape {tuple(shape)}"
+    return f"a {type(value).__name__}"
 
 
 def _bin_positions(positions: np.ndarray, region: Chunk, grid, own: set | None) -> dict:

@@ -47,6 +47,8 @@ class LogProgress(StatsListener):
         self.interval = interval
         self.heartbeat = heartbeat
         self._printed_failures = 0
+        self._errors_seen: set[tuple] = set()  # (group, error) of the failures written
+        self._repeats = 0  # failures not written since the last line: their error was
         self._stage: tuple | None = None  # (phase, pool status) of the last line
         self._held: dict[tuple, float] = {}  # stage -> until when its first line may wait
         self._stop_beat: threading.Event | None = None
@@ -84,7 +86,15 @@ class LogProgress(StatsListener):
             if stats.started is None:
                 return
             stats.refresh()
-            lines = [f.describe() for f in stats.failures[self._printed_failures :]]
+            lines = []
+            for failure in stats.failures[self._printed_failures :]:
+                # a bug repeated in every chunk is written once, then counted
+                key = (failure.group, failure.error)
+                if key in self._errors_seen:
+                    self._repeats += 1
+                else:
+                    self._errors_seen.add(key)
+                    lines.append(failure.describe())
             self._printed_failures = len(stats.failures)
             now = stats.clock()
             stage = (stats.phase, stats.pool_status)
@@ -100,6 +110,10 @@ class LogProgress(StatsListener):
             else:
                 due = stage != self._stage or now >= self._due
             if due:
+                if self._repeats:
+                    lines.append(f"{self._repeats} more job{'s' if self._repeats > 1 else ''}"
+                                 " failed with an error written above")
+                    self._repeats = 0
                 lines.append(stats.snapshot().summary())
             if due or self._stage is None:
                 self._stage = stage

@@ -104,7 +104,7 @@ ERRORS = [
      "placement.place_a: missing required key 'partitions'"),
     (_set("placement.place_a.strategy", "foo"),
      "placement.place_a.strategy: unknown PlacementStrategy 'foo' (built-ins: fixed, "
-     "lattice, random; or an import path such as 'mypackage.module.MyClass')"),
+     "lattice, poisson_disk, random; or an import path such as 'mypackage.module.MyClass')"),
     (_set("placement.place_a.strategy", "mypackage.module.MyStrategy"),
      "placement.place_a.strategy: cannot import 'mypackage.module.MyStrategy': "
      "no module named 'mypackage' (looked on sys.path; a configuration loaded from a "
