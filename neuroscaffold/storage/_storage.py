@@ -13,6 +13,7 @@ import enum
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..exceptions import StorageError
+from ..exceptions import CorruptDataError, StorageError
 from ._blocks import BlockTable, recent_blocks
 from ._layout import Header, NetworkFile, read_header, write_stub
 from ._merge import merge
@@ -127,20 +128,28 @@ class HDF5Storage:
             return file.count("placement", cell_type)
 
     def read_connections(self, name: str) -> tuple[np.ndarray, dict[str, str]]:
-        """All pairs of connection set ``name`` and its pre/post cell types."""
+        """All pairs of connection set ``name`` and its pre/post cell types; raises
+        :class:`CorruptDataError` when a pair's index lies outside its population."""
         with self._finished() as file:
             if name not in file.names("connectivity"):
                 raise StorageError(f"{self.path}: no connectivity set '{name}'")
-            return file.data("connectivity", name), file.meta(name)
+            pairs, meta = file.data("connectivity", name), file.meta(name)
+            _check_pairs(self.path, name, pairs, 0, _populations(file, meta))
+            return pairs, meta
 
     def iter_rows(self, kind: str, name: str, rows: int) -> Iterator[np.ndarray]:
-        """The rows of a set, ``rows`` at a time (one read each): bounded memory."""
+        """The rows of a set, ``rows`` at a time (one read each): bounded memory.
+        Connections are checked like :meth:`read_connections`'s."""
         with self._finished() as file:
             if name not in file.names(kind):
                 raise StorageError(f"{self.path}: no {kind} set '{name}'")
             dataset = file.dataset(kind, name)
+            sizes = _populations(file, file.meta(name)) if kind == "connectivity" else None
             for start in range(0, dataset.shape[0], rows):
-                yield dataset[start:start + rows]
+                piece = dataset[start:start + rows]
+                if sizes is not None:
+                    _check_pairs(self.path, name, piece, start, sizes)
+                yield piece
 
     def connectivity_meta(self, name: str) -> tuple[int, dict[str, str]]:
         with self._finished() as file:
@@ -216,7 +225,14 @@ class HDF5Storage:
                 manifest = self.parts.manifest()
                 if manifest.get("configuration_hash") != digest:
                     raise StorageError(_different_configuration(self.path, manifest, configuration))
-                done = frozenset(self.parts.commits(kinds=()).jobs)
+                # Committed rows are checked before they are reused: a job whose rows
+                # are missing, short or changed since runs again (its new blocks
+                # replace the damaged ones in every reader and in the merge).
+                verified = self.parts.verify()
+                done = frozenset(verified.intact)
+                if verified.damaged:
+                    print(f"neuroscaffold: note: {self.path}: {verified.describe()}",
+                          file=sys.stderr, flush=True)
                 base = bool(manifest.get("base"))
                 jobs = manifest.get("jobs", jobs)
             else:
@@ -336,6 +352,31 @@ class HDF5Storage:
         if self._lock is not None:
             self._lock.release(remove=not self.parts.exists() if remove is None else remove)
             self._lock = None
+
+
+def _populations(file: NetworkFile, meta: dict[str, str]) -> tuple[int, int]:
+    """The cell counts of a connection set's pre- and postsynaptic types."""
+    names = file.names("placement")
+    return tuple(file.count("placement", meta[side]) if meta.get(side) in names else 0
+                 for side in ("presynaptic", "postsynaptic"))  # type: ignore[return-value]
+
+
+def _check_pairs(path: Path, name: str, pairs: np.ndarray, first: int,
+                 sizes: tuple[int, int]) -> None:
+    """Raise :class:`CorruptDataError` when a pair's index is outside its population
+    (``first``: the index of ``pairs``' first row in the set, for the message)."""
+    if not len(pairs):
+        return
+    for column, (side, size) in enumerate(zip(("presynaptic", "postsynaptic"), sizes)):
+        values = pairs[:, column]
+        bad = np.flatnonzero((values < 0) | (values >= size))
+        if len(bad):
+            row = int(bad[0])
+            raise CorruptDataError(
+                f"{path}: a damaged network file (connectivity set '{name}', pair "
+                f"{first + row:,}: {side} index {int(values[row]):,} is outside its "
+                f"{size:,} cells; {len(bad):,} such pairs here); compile it again with "
+                "--clear")
 
 
 @dataclass
