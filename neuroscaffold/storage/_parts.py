@@ -6,6 +6,7 @@ removes the directory; every rank reads the journals.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import glob
@@ -194,6 +195,27 @@ class WriterLock:
                 pass
         os.close(self._fd)  # releases the flock
         self._fd = None
+
+    @staticmethod
+    @contextlib.contextmanager
+    def free(path: Path) -> Iterator[bool]:
+        """Hold the lock at ``path`` for the block if no process holds it (without
+        creating it, or writing in it); yields whether it is held. For ``show``'s
+        sweep of leftovers: a writer that starts meanwhile waits, then proceeds."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            yield False
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # releases the flock
 
     @staticmethod
     def held(path: Path) -> bool:

@@ -21,39 +21,13 @@ import pytest
 
 from neuroscaffold.exceptions import CorruptDataError
 from neuroscaffold.storage import canonical_contents
-from tests.storage._crash import compile_cmd, library_noise, run, show, write_config
-
-KILLER = """  killer:
-    strategy: tests.storage._killing.KillOnce
-    presynaptic: golgi
-    postsynaptic: basket
-    radius: 40
-    marker: {marker}
-"""
-
+from tests.storage._crash import compile_cmd, library_noise, run, show
+from tests.storage._killing import killed_compile, killing_reference
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """A configuration whose compile kills itself once, and its clean compile."""
-    folder = tmp_path_factory.mktemp("damaged-parts")
-    config = write_config(folder, x=200, z=200)
-    marker = folder / "kill-marker"
-    config.write_text(config.read_text() + KILLER.format(marker=marker))
-    out = folder / "clean.hdf5"
-    clean = run(compile_cmd(config, out), timeout=120)
-    assert clean.returncode == 0, clean.describe()
-    return config, marker, out, canonical_contents(out)
-
-
-def _killed_compile(config: Path, marker: Path, out: Path, n: int | None) -> Path:
-    """The parts directory a compile leaves when it is killed in its first connectivity
-    job (placement fully committed)."""
-    marker.write_text("")
-    killed = run(compile_cmd(config, out, n), timeout=120)
-    assert killed.returncode != 0 and not marker.exists(), killed.describe()
-    parts = Path(f"{out}.parts")
-    assert (parts / "manifest.json").exists(), killed.describe()
-    return parts
+    return killing_reference(tmp_path_factory.mktemp("damaged-parts"))
 
 
 def _placement_line(parts: Path) -> tuple[Path, dict]:
@@ -117,7 +91,7 @@ NOTE = {
 def test_damaged_committed_rows_run_again_on_resume(reference, tmp_path, n, damage):
     config, marker, _, expected = reference
     out = tmp_path / "net.hdf5"
-    parts = _killed_compile(config, marker, out, n)
+    parts = killed_compile(config, marker, out, n)
     damage(parts)
     shown = show(out)
     assert shown.returncode == 0 and "UNFINISHED" in shown.stdout, shown.describe()
@@ -144,7 +118,7 @@ def test_a_second_resume_after_damage_needs_no_repair(reference, tmp_path):
     after the repair, the next resume finds nothing to repair."""
     config, marker, _, expected = reference
     out = tmp_path / "net.hdf5"
-    parts = _killed_compile(config, marker, out, None)
+    parts = killed_compile(config, marker, out, None)
     _change_bytes(parts)
     # The repair runs in a compile that is killed again in its first connectivity job.
     marker.write_text("")
