@@ -24,6 +24,7 @@ from neuroscaffold.storage import canonical_contents
 from tests.storage._crash import compile_cmd, library_noise, run, show
 from tests.storage._killing import killed_compile, killing_reference
 
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """A configuration whose compile kills itself once, and its clean compile."""
