@@ -78,7 +78,7 @@ DOCUMENTED_EXTRAS = {
     "neuroscaffold": {
         "NeuroscaffoldError", "UnknownServiceError", "StorageError", "JobSchedulingError",
         "InvalidStateError", "RemoteJobError", "ListenerError", "ParallelError",
-        "InternalError", "PoolInterrupted", "CompileInterrupted",
+        "InternalError", "PoolInterrupted", "CompileInterrupted", "CorruptDataError",
     },
     "neuroscaffold.services": {"FallbackProvider", "registered_services", "unregister_service"},
     "neuroscaffold.services.pool": {
