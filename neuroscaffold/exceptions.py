@@ -13,6 +13,7 @@ __all__ = [
     "UnknownServiceError",
     "ConfigurationError",
     "StorageError",
+    "CorruptDataError",
     "CompileInterrupted",
     "JobPoolError",
     "JobCancelledError",
@@ -48,6 +49,11 @@ class ConfigurationError(NeuroscaffoldError, ValueError):
 
 class StorageError(NeuroscaffoldError, OSError):
     """A storage file is missing, unreadable, or would be overwritten without consent."""
+
+
+class CorruptDataError(StorageError):
+    """Stored rows fail their check: committed rows whose checksum no longer matches,
+    or connections whose indices lie outside their populations."""
 
 
 class JobPoolError(NeuroscaffoldError, RuntimeError):

@@ -78,7 +78,7 @@ DOCUMENTED_EXTRAS = {
     "neuroscaffold": {
         "NeuroscaffoldError", "UnknownServiceError", "StorageError", "JobSchedulingError",
         "InvalidStateError", "RemoteJobError", "ListenerError", "ParallelError",
-        "InternalError", "PoolInterrupted", "CompileInterrupted",
+        "InternalError", "PoolInterrupted", "CompileInterrupted", "CorruptDataError",
         "PackingError", "StrategyError", "NeuroscaffoldWarning",
     },
     "neuroscaffold.services": {"FallbackProvider", "registered_services", "unregister_service"},

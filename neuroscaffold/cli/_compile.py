@@ -65,6 +65,7 @@ def _is_main() -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from . import work_saved
+    from .._text import short_text
     from ..configuration import Configuration
     from ..exceptions import StorageError
     from ..network import Network
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         cells = sum(summary["cells"].values())
         pairs = sum(count for *_, count in summary["connections"].values())
         ranks = MPI.get_size()
-        print(f"compiled '{configuration.name}' into {output} in {elapsed:.2f} s on "
+        print(f"compiled '{short_text(configuration.name, 80)}' into {output} in {elapsed:.2f} s on "
               f"{ranks} rank{'s' if ranks > 1 else ''}: {cells:,} cells, {pairs:,} connections",
               flush=True)
     return 0

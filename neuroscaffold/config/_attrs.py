@@ -183,15 +183,39 @@ class _Children:
         return f"{self._config_parent.get_node_name()}.{self._config_key}"
 
 
+#: The longest name of a configured item (a cell type, a connection set, ...).
+MAX_NAME = 255
+
+
+def name_problem(key: Any) -> str | None:
+    """Why ``key`` cannot name a configured item, or None when it can.
+
+    A name is a node's path segment (``placement.<name>``), and cell types and
+    connection sets name groups of the network file (``/placement/<name>``), so it may
+    not hold ``.`` or ``/``; control characters (NUL among them) cannot be stored or
+    printed, and a name is printed in messages and tables, so it is bounded.
+    """
+    if not isinstance(key, str) or not key:
+        return "a name is a non-empty string"
+    if len(key) > MAX_NAME:
+        return f"a name has at most {MAX_NAME} characters, not {len(key):,}"
+    for bad, what in ((".", "'.'"), ("/", "'/'")):
+        if bad in key:
+            return f"a name may not contain {what}"
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        return "a name may not contain control characters"
+    return None
+
+
 class NodeDict(_Children, builtins.dict):
-    """A dict of configured values; keys are names (non-empty, without ``.``)."""
+    """A dict of configured values; keys are names (see :func:`name_problem`)."""
 
     def __setitem__(self, key: Any, value: Any) -> None:
         if "_item_type" not in self.__dict__:  # being unpickled: state comes later
             return super().__setitem__(key, value)
-        if not isinstance(key, str) or not key or "." in key:
-            raise_at(self, None,
-                     f"invalid name {key!r}: a name is a non-empty string without '.'")
+        problem = name_problem(key)
+        if problem is not None:
+            raise_at(self, None, f"invalid name {short_repr(key, 60)}: {problem}")
         super().__setitem__(key, cast_value(self._item_type, value, self, key))
 
     def update(self, *args: Any, **kwargs: Any) -> None:

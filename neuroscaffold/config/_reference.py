@@ -11,13 +11,16 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
+from ._attrs import MAX_NAME
+from ._parse import MAX_DEPTH, MAX_FILE_BYTES
+
 __all__ = [
     "REFERENCE_HEADER", "builtins_of", "class_summary", "describe_type", "key_table", "node_section",
 ]
 
 _PYTHON_TYPES = {float: "number", int: "integer", str: "string", bool: "true/false"}
 
-REFERENCE_HEADER = """# Configuration reference
+REFERENCE_HEADER = f"""# Configuration reference
 
 Every key of the built-in configuration nodes: its type, its default and what it means
 (with its unit). Generated from the code by `neuroscaffold reference -o
@@ -27,6 +30,12 @@ write your own strategies: [strategies.md](strategies.md).
 A configuration is a YAML or JSON mapping with the root keys below. Sizes are in µm,
 densities in cells/µm³. A key that is not listed is refused, with a suggestion
 (`unknown key 'desnity' (did you mean 'density'?)`).
+
+Names (of partitions, cell types, strategies, connection sets) are 1 to {MAX_NAME}
+characters without `.`, `/` or control characters: cell types and connection sets name
+groups of the network file. A configuration file is read only if it is a regular file
+(not a pipe or a device) of at most {MAX_FILE_BYTES >> 20} MiB, nested at most {MAX_DEPTH}
+levels deep.
 """
 
 

@@ -25,7 +25,9 @@ be copied or moved like any file. While it is being written, it has a sibling
   every ~0.2 s (and when a pool ends) the rank ``fdatasync``\\ s the data and only then
   appends the jobs' commit lines to its ``.journal`` (one ``write`` per batch, each line
   whole). A commit names the job and, for each block of rows it wrote (one cell type or
-  connection set in one network chunk), where the rows are. Whatever a killed process
+  connection set in one network chunk), where the rows are and their CRC-32; the line
+  carries a CRC-32 of itself. A resume checks every committed block before it reuses it
+  and runs again the jobs whose rows are missing, short or changed. Whatever a killed process
   left after its last commit (rows without a commit, a torn last line) is ignored, so
   the parts are never corrupt, only shorter.
 * **Readers at the phase boundary.** When the placement pool has ended on every rank,

@@ -24,13 +24,15 @@ ROW = {"placement": (np.dtype("<f8"), 3), "connectivity": (np.dtype("<i8"), 2)}
 
 
 class Block(NamedTuple):
-    """``count`` rows of one set in one chunk, at ``offset`` bytes into ``path``."""
+    """``count`` rows of one set in one chunk, at ``offset`` bytes into ``path``;
+    ``crc`` is the CRC-32 of its bytes when known (committed blocks of a shard)."""
 
     chunk: tuple[int, int, int]
     strategy: str
     count: int
     path: str
     offset: int
+    crc: int | None = None
 
 
 class BlockTable:

@@ -70,6 +70,8 @@ def open_file(path: Path) -> h5py.File:
         raise StorageError(f"{path}: no such file")
     if path.is_dir():
         raise StorageError(f"{path}: is a directory")
+    if not path.is_file():  # a FIFO would block the read below, a device never end
+        raise StorageError(f"{path}: not a regular file")
     if not _is_hdf5(path):
         raise StorageError(f"{path}: not an HDF5 file")
     try:

@@ -6,6 +6,7 @@ removes the directory; every rank reads the journals.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import glob
@@ -15,19 +16,24 @@ import re
 import shutil
 import socket
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..exceptions import StorageError
-from ._blocks import Block
+from ._blocks import ROW, Block
 
-__all__ = ["Commits", "PartsDir", "WriterLock", "busy", "free_space", "parts_path"]
+__all__ = ["Commits", "PartsDir", "Verified", "WriterLock", "busy", "decode_commit",
+           "encode_commit", "free_space", "parts_path"]
 
 MANIFEST = "manifest.json"
 OLD_NETWORK = "replaced.hdf5"  # the network a merge replaces, kept aside (see keep_aside)
 _SHARD = re.compile(r"^a(\d+)-r(\d+)\.journal$")
 _ANY_SHARD = re.compile(r"^a(\d+)-r(\d+)\.(journal|data)$")
+#: Bytes per row of each kind tag of a commit line.
+_ROW_OF_TAG = {"p": ROW["placement"][0].itemsize * ROW["placement"][1],
+               "c": ROW["connectivity"][0].itemsize * ROW["connectivity"][1]}
 
 
 def parts_path(network_path: Path) -> Path:
@@ -66,6 +72,81 @@ class Commits:
     #: (kind, set name) -> blocks, in commit order
     blocks: dict[tuple[str, str], list[Block]] = field(default_factory=dict)
     attempts: int = 0  #: the highest attempt number seen
+
+
+@dataclass
+class Verified:
+    """What :meth:`PartsDir.verify` found."""
+
+    jobs: set[str] = field(default_factory=set)  #: keys of committed jobs
+    damaged: set[str] = field(default_factory=set)  #: of those, jobs with damaged rows
+    #: data file -> (commit lines with damaged rows, whether the file is missing)
+    files: dict[Path, tuple[int, bool]] = field(default_factory=dict)
+
+    @property
+    def intact(self) -> set[str]:
+        return self.jobs - self.damaged
+
+    def describe(self) -> str:
+        """One line: which shards are damaged, and what happens to their jobs."""
+        parts = []
+        for path, (lines, missing) in sorted(self.files.items()):
+            what = "is missing" if missing else "has changed or short rows"
+            parts.append(f"{path.parent.name}/{path.name} {what} ({lines:,} "
+                         f"commit{'s' if lines != 1 else ''})")
+        many = len(self.damaged) != 1
+        return (f"{'; '.join(parts)}: {len(self.damaged):,} committed "
+                f"{'jobs fail their checksums and run' if many else 'job fails its checksum and runs'}"
+                " again")
+
+
+def encode_commit(job: str, blocks: list[list]) -> bytes:
+    """The journal line that commits ``job``: its blocks (kind tag, set, strategy, the
+    chunk's 3 indices, byte offset, rows, CRC-32 of the rows), and a CRC-32 of the
+    line's own content, so that a line changed after it was written is recognised."""
+    body = json.dumps([job, blocks], separators=(",", ":")).encode()
+    line = {"job": job, "blocks": blocks, "check": zlib.crc32(body)}
+    return json.dumps(line, separators=(",", ":")).encode() + b"\n"
+
+
+def decode_commit(record: Any) -> tuple[str, list] | None:
+    """``(job, blocks)`` of a parsed journal line, or None when it fails its check
+    (changed, or written by a version that did not checksum its rows)."""
+    try:
+        job, blocks, check = record["job"], record["blocks"], record["check"]
+        body = json.dumps([job, blocks], separators=(",", ":")).encode()
+        if zlib.crc32(body) != check or not isinstance(job, str):
+            return None
+        for block in blocks:
+            kind, name, strategy, i, j, k, offset, count, crc = block
+            if kind not in _ROW_OF_TAG or not isinstance(name, str) or not all(
+                    type(v) is int for v in (i, j, k, offset, count, crc)) \
+                    or offset < 0 or count < 0:
+                return None
+    except (KeyError, TypeError, ValueError):
+        return None
+    return job, blocks
+
+
+def _rows_intact(handles: dict[Path, int | None], data: Path, blocks: list) -> bool:
+    """Whether every block of a commit line reads back from ``data`` with its CRC."""
+    if data not in handles:
+        try:
+            handles[data] = os.open(data, os.O_RDONLY)
+        except OSError:
+            handles[data] = None
+    fd = handles[data]
+    if fd is None:
+        return False
+    for kind, _, _, _, _, _, offset, count, crc in blocks:
+        size = count * _ROW_OF_TAG[kind]
+        try:
+            rows = os.pread(fd, size, offset) if size else b""
+        except OSError:
+            return False
+        if len(rows) != size or zlib.crc32(rows) != crc:
+            return False
+    return True
 
 
 def busy(network: Path, holder: str) -> StorageError:
@@ -114,6 +195,27 @@ class WriterLock:
                 pass
         os.close(self._fd)  # releases the flock
         self._fd = None
+
+    @staticmethod
+    @contextlib.contextmanager
+    def free(path: Path) -> Iterator[bool]:
+        """Hold the lock at ``path`` for the block if no process holds it (without
+        creating it, or writing in it); yields whether it is held. For ``show``'s
+        sweep of leftovers: a writer that starts meanwhile waits, then proceeds."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            yield False
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # releases the flock
 
     @staticmethod
     def held(path: Path) -> bool:
@@ -243,31 +345,72 @@ class PartsDir:
                 found.append((int(match[1]), int(match[2]), Path(entry.path)))
         return iter(sorted(found))
 
-    def commits(self, kinds: tuple[str, ...] = ("placement", "connectivity")) -> Commits:
-        """Every committed job and block, read from the journals.
+    def _records(self) -> Iterator[tuple[int, Path, str, list]]:
+        """(attempt, data file, job, block records) of every commit line that reads
+        back whole, in attempt then rank then commit order.
 
         A line that does not parse (the torn end of a journal whose writer was killed
-        mid-line) and everything after it in that journal is ignored.
+        mid-line) ends its journal; a whole line that fails its own check (changed
+        after it was written) is skipped, so its job counts as not committed.
         """
-        commits = Commits()
-        wanted = {kind[0] for kind in kinds}
         for attempt, rank, journal in self.journals():
-            commits.attempts = max(commits.attempts, attempt)
-            data = str(self.shard(attempt, rank)[0])
-            with open(journal, "rb") as file:
-                text = file.read()
+            data = self.shard(attempt, rank)[0]
+            try:
+                with open(journal, "rb") as file:
+                    text = file.read()
+            except OSError:
+                continue  # gone meanwhile: its jobs are not committed
             for line in text.split(b"\n")[:-1]:  # the piece after the last \n is torn
                 try:
                     record = json.loads(line)
                 except ValueError:
                     break
-                commits.jobs.add(record["job"])
-                for kind, name, strategy, i, j, k, offset, count in record["blocks"]:
-                    if kind in wanted:
-                        key = ("placement" if kind == "p" else "connectivity", name)
-                        commits.blocks.setdefault(key, []).append(
-                            Block((i, j, k), strategy, count, data, offset))
+                decoded = decode_commit(record)
+                if decoded is not None:
+                    yield attempt, data, decoded[0], decoded[1]
+
+    def commits(self, kinds: tuple[str, ...] = ("placement", "connectivity")) -> Commits:
+        """Every committed job and block, read from the journals (see :meth:`_records`)."""
+        commits = Commits()
+        wanted = {kind[0] for kind in kinds}
+        for attempt, _, _ in self.journals():
+            commits.attempts = max(commits.attempts, attempt)
+        for _, data, job, blocks in self._records():
+            commits.jobs.add(job)
+            for kind, name, strategy, i, j, k, offset, count, crc in blocks:
+                if kind in wanted:
+                    key = ("placement" if kind == "p" else "connectivity", name)
+                    commits.blocks.setdefault(key, []).append(
+                        Block((i, j, k), strategy, count, str(data), offset, crc))
         return commits
+
+    def verify(self) -> "Verified":
+        """Check every committed block's rows against their checksum (main rank, before
+        a resume reuses them): which jobs hold rows that are missing, short or changed.
+
+        Such a job counts as not committed: it runs again, and its new blocks replace
+        the damaged ones (a later attempt's block replaces an earlier one). Only the
+        last line of a job counts, as only its blocks are read: a damaged line that a
+        later commit of the same job replaced is harmless.
+        """
+        verified = Verified()
+        last: dict[str, tuple[bool, Path]] = {}  # job -> its last line: intact, file
+        handles: dict[Path, int | None] = {}
+        try:
+            for _, data, job, blocks in self._records():
+                # Only a job's last line counts: its blocks replace the earlier ones'.
+                last[job] = (_rows_intact(handles, data, blocks), data)
+        finally:
+            for fd in handles.values():
+                if fd is not None:
+                    os.close(fd)
+        verified.jobs = set(last)
+        for job, (intact, data) in last.items():
+            if not intact:
+                verified.damaged.add(job)
+                lines, _ = verified.files.get(data, (0, False))
+                verified.files[data] = (lines + 1, handles.get(data) is None)
+        return verified
 
     def next_attempt(self) -> int:
         """A number no earlier attempt used (its data or its journal)."""

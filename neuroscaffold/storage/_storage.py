@@ -13,6 +13,8 @@ import enum
 import hashlib
 import json
 import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..exceptions import StorageError
+from .._text import short_text
+from ..exceptions import CorruptDataError, StorageError
 from ._blocks import BlockTable, recent_blocks
 from ._layout import Header, NetworkFile, read_header, write_stub
 from ._merge import merge
@@ -61,7 +64,11 @@ class HDF5Storage:
     """A network stored in the HDF5 file at ``path``; see :mod:`neuroscaffold.storage`."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        path = Path(path)
+        # A symbolic link is followed: the network, its parts and its temporary files
+        # live next to the file it points to, which is replaced atomically; the link
+        # stays a link (to the new network).
+        self.path = Path(os.path.realpath(path)) if path.is_symlink() else path
         self.parts = PartsDir(parts_path(self.path))
         self._lock: WriterLock | None = None  # held by the main rank while writing
         self._writer: ShardWriter | None = None
@@ -87,8 +94,21 @@ class HDF5Storage:
         return read_header(self.path)
 
     def read_configuration(self) -> dict[str, Any]:
-        """The stored configuration (of a finished or an unfinished network)."""
-        return json.loads(read_header(self.path).configuration)
+        """The stored configuration (of a finished or an unfinished network); a
+        one-line :class:`StorageError` when it is not a JSON mapping a reader can walk."""
+        try:
+            configuration = json.loads(read_header(self.path).configuration)
+        except RecursionError:
+            raise StorageError(f"{self.path}: a damaged network file (its stored "
+                               "configuration is nested too deeply to read)") from None
+        except ValueError as error:
+            raise StorageError(f"{self.path}: a damaged network file (its stored "
+                               f"configuration is not JSON: {short_text(str(error), 80)})"
+                               ) from None
+        if not isinstance(configuration, dict):
+            raise StorageError(f"{self.path}: a damaged network file (its stored "
+                               "configuration is not a mapping)")
+        return configuration
 
     def _finished(self) -> NetworkFile:
         """The finished network, or a one-line error saying why there is none."""
@@ -127,20 +147,28 @@ class HDF5Storage:
             return file.count("placement", cell_type)
 
     def read_connections(self, name: str) -> tuple[np.ndarray, dict[str, str]]:
-        """All pairs of connection set ``name`` and its pre/post cell types."""
+        """All pairs of connection set ``name`` and its pre/post cell types; raises
+        :class:`CorruptDataError` when a pair's index lies outside its population."""
         with self._finished() as file:
             if name not in file.names("connectivity"):
                 raise StorageError(f"{self.path}: no connectivity set '{name}'")
-            return file.data("connectivity", name), file.meta(name)
+            pairs, meta = file.data("connectivity", name), file.meta(name)
+            _check_pairs(self.path, name, pairs, 0, _populations(file, meta))
+            return pairs, meta
 
     def iter_rows(self, kind: str, name: str, rows: int) -> Iterator[np.ndarray]:
-        """The rows of a set, ``rows`` at a time (one read each): bounded memory."""
+        """The rows of a set, ``rows`` at a time (one read each): bounded memory.
+        Connections are checked like :meth:`read_connections`'s."""
         with self._finished() as file:
             if name not in file.names(kind):
                 raise StorageError(f"{self.path}: no {kind} set '{name}'")
             dataset = file.dataset(kind, name)
+            sizes = _populations(file, file.meta(name)) if kind == "connectivity" else None
             for start in range(0, dataset.shape[0], rows):
-                yield dataset[start:start + rows]
+                piece = dataset[start:start + rows]
+                if sizes is not None:
+                    _check_pairs(self.path, name, piece, start, sizes)
+                yield piece
 
     def connectivity_meta(self, name: str) -> tuple[int, dict[str, str]]:
         with self._finished() as file:
@@ -216,7 +244,14 @@ class HDF5Storage:
                 manifest = self.parts.manifest()
                 if manifest.get("configuration_hash") != digest:
                     raise StorageError(_different_configuration(self.path, manifest, configuration))
-                done = frozenset(self.parts.commits(kinds=()).jobs)
+                # Committed rows are checked before they are reused: a job whose rows
+                # are missing, short or changed since runs again (its new blocks
+                # replace the damaged ones in every reader and in the merge).
+                verified = self.parts.verify()
+                done = frozenset(verified.intact)
+                if verified.damaged:
+                    print(f"neuroscaffold: note: {self.path}: {verified.describe()}",
+                          file=sys.stderr, flush=True)
                 base = bool(manifest.get("base"))
                 jobs = manifest.get("jobs", jobs)
             else:
@@ -243,11 +278,50 @@ class HDF5Storage:
                 os.unlink(entry.path)
 
     def _remove_leftovers(self) -> None:
-        """Half-written merge files of an interrupted merge (ours: we hold the lock)."""
-        for entry in os.scandir(self.path.parent):
-            if entry.name.startswith(f".{self.path.name}.merge-") or \
-                    entry.name.startswith(f".{self.path.name}.tmp-"):
-                os.unlink(entry.path)
+        """Half-written files of an interrupted merge or stub (ours: we hold the lock)."""
+        for leftover in self.leftovers():
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
+
+    def leftovers(self) -> list[Path]:
+        """What killed writers left next to the network: the new file of a merge killed
+        before it replaced the network (``.NET.merge-PID``), a stub being written
+        (``.NET.tmp-PID``), a parts directory being removed (``.NET.parts.removing-PID``).
+        Hidden, and never read; the next session on the path removes them."""
+        prefixes = tuple(f".{self.path.name}.{kind}-" for kind in ("merge", "tmp"))
+        removing = f".{self.parts.path.name}.removing-"
+        try:
+            entries = list(os.scandir(self.path.parent))
+        except OSError:
+            return []
+        return sorted(Path(entry.path) for entry in entries
+                      if entry.name.startswith(prefixes) or entry.name.startswith(removing))
+
+    def sweep_leftovers(self) -> list[tuple[Path, int]] | None:
+        """Remove :meth:`leftovers` now, if no process writes the network (its writer
+        lock is free; it is held meanwhile, so that no writer starts while they go);
+        return what was removed and its size, or None when a writer holds the lock or
+        there is no lock to take (nothing is removed then)."""
+        found = self.leftovers()
+        if not found:
+            return []
+        with WriterLock.free(self.parts.path / "lock") as free:
+            if not free:
+                return None
+            removed = []
+            for leftover in found:
+                size = _size_of(leftover)
+                try:
+                    if leftover.is_dir() and not leftover.is_symlink():
+                        shutil.rmtree(leftover)
+                    else:
+                        leftover.unlink()
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    return None if not removed else removed
+                removed.append((leftover, size))
+            return removed
 
     def attach(self, session: SessionInfo) -> None:
         """Every rank: take part in ``session`` (writes go to this rank's shard)."""
@@ -336,6 +410,41 @@ class HDF5Storage:
         if self._lock is not None:
             self._lock.release(remove=not self.parts.exists() if remove is None else remove)
             self._lock = None
+
+
+def _size_of(path: Path) -> int:
+    """Bytes in the file or directory tree at ``path`` (0 for what cannot be read)."""
+    try:
+        if not path.is_dir() or path.is_symlink():
+            return path.lstat().st_size
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    except OSError:
+        return 0
+
+
+def _populations(file: NetworkFile, meta: dict[str, str]) -> tuple[int, int]:
+    """The cell counts of a connection set's pre- and postsynaptic types."""
+    names = file.names("placement")
+    return tuple(file.count("placement", meta[side]) if meta.get(side) in names else 0
+                 for side in ("presynaptic", "postsynaptic"))  # type: ignore[return-value]
+
+
+def _check_pairs(path: Path, name: str, pairs: np.ndarray, first: int,
+                 sizes: tuple[int, int]) -> None:
+    """Raise :class:`CorruptDataError` when a pair's index is outside its population
+    (``first``: the index of ``pairs``' first row in the set, for the message)."""
+    if not len(pairs):
+        return
+    for column, (side, size) in enumerate(zip(("presynaptic", "postsynaptic"), sizes)):
+        values = pairs[:, column]
+        bad = np.flatnonzero((values < 0) | (values >= size))
+        if len(bad):
+            row = int(bad[0])
+            raise CorruptDataError(
+                f"{path}: a damaged network file (connectivity set '{name}', pair "
+                f"{first + row:,}: {side} index {int(values[row]):,} is outside its "
+                f"{size:,} cells; {len(bad):,} such pairs here); compile it again with "
+                "--clear")
 
 
 @dataclass

@@ -10,9 +10,9 @@ appends the jobs' lines to the journal, in one ``write``. Jobs never wait for th
 from __future__ import annotations
 
 import errno
-import json
 import os
 import threading
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from ..exceptions import StorageError
 from ._blocks import ROW
-from ._parts import storage_error
+from ._parts import encode_commit, storage_error
 from ._writeback import Writeback
 
 __all__ = ["COMMIT_INTERVAL", "ShardWriter"]
@@ -69,25 +69,29 @@ class ShardWriter:
             blocks: ``(kind, set name, strategy, chunk, rows)`` per block; an empty
                 block is recorded too (the chunk was done and holds nothing).
         """
+        # Converted and checksummed before the lock: the main rank's two job threads
+        # overlap here (zlib releases the GIL on large buffers).
+        prepared = []
+        for kind, name, strategy, chunk, rows in blocks:
+            dtype, width = ROW[kind]
+            rows = np.ascontiguousarray(rows, dtype=dtype).reshape(-1, width)
+            prepared.append((kind, name, strategy, chunk, rows, zlib.crc32(rows)))
+        size = sum(rows.nbytes for *_, rows, _ in prepared)
         records = []
-        size = sum(np.asarray(rows).size * 8 for *_, rows in blocks)
         with self._lock:
             self._check()
             try:
                 self._open()
                 self._make_room(size)
-                for kind, name, strategy, chunk, rows in blocks:
-                    dtype, width = ROW[kind]
-                    rows = np.ascontiguousarray(rows, dtype=dtype).reshape(-1, width)
+                for kind, name, strategy, chunk, rows, crc in prepared:
                     self._append(rows)
                     records.append([_KIND_TAG[kind], name, strategy, *map(int, chunk),
-                                    self._offset - rows.nbytes, len(rows)])
+                                    self._offset - rows.nbytes, len(rows), crc])
             except OSError as error:
                 self._error = failure = storage_error(self.data, error,
                                                       "writing a job's results")
             else:
-                line = json.dumps({"job": job, "blocks": records}, separators=(",", ":"))
-                self._pending.append(line.encode() + b"\n")
+                self._pending.append(encode_commit(job, records))
                 return
         # The jobs written before this one are still committed, in the room kept for it.
         self._commit(after_error=True)

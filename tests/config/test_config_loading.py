@@ -145,13 +145,54 @@ def test_a_bad_value_is_reported_with_its_path(change, message):
         load(data)
 
 
-def test_names_with_dots_are_refused():
+NAMES = [
+    ("cell_types", "a.b", "'a.b': a name may not contain '.'"),
+    ("cell_types", ".", "'.': a name may not contain '.'"),
+    ("cell_types", "a/b", "'a/b': a name may not contain '/'"),
+    ("cell_types", "/", "'/': a name may not contain '/'"),
+    ("connectivity", "to/b", "'to/b': a name may not contain '/'"),
+    ("cell_types", "", "'': a name is a non-empty string"),
+    ("cell_types", "a\x00b", "'a\\x00b': a name may not contain control characters"),
+    ("cell_types", "line\nbreak", "'line\\nbreak': a name may not contain control "
+                                  "characters"),
+    ("partitions", "x" * 256, f"'{'x' * 27}...{'x' * 28}': "
+                              "a name has at most 255 characters, not 256"),
+]
+
+
+@pytest.mark.parametrize("section, name, message", NAMES,
+                         ids=["dot", "dot-alone", "slash", "slash-alone", "set-slash", "empty",
+                              "nul", "newline", "long"])
+def test_names_that_are_no_file_group_are_refused(section, name, message):
     data = two_layers()
-    data["cell_types"]["a.b"] = {}
+    if section == "connectivity":
+        data["connectivity"] = {name: {"strategy": "all_to_all", "presynaptic": "a",
+                                       "postsynaptic": "a"}}
+    else:
+        data[section][name] = {"type": "layer", "thickness": 1} if section == "partitions" \
+            else {}
     with pytest.raises(ConfigurationError,
-                       match=r"^cell_types: invalid name 'a\.b': a name is a non-empty "
-                             r"string without '\.'$"):
+                       match=f"^{re.escape(section)}: invalid name {re.escape(message)}$"):
         load(data)
+
+
+def test_a_name_of_any_other_characters_reads_back(tmp_path):
+    """Spaces, unicode, backslashes and 255 characters are names a network file keeps."""
+    from neuroscaffold import Network, from_storage
+
+    names = ["granule cell", "Purkinje-ß\\1", "y" * 255, " spaced "]
+    data = two_layers()
+    data["cell_types"] = {name: {"count": 3} for name in names}
+    data["placement"] = {"all": {"strategy": "random", "cell_types": names,
+                                 "partitions": ["bottom"]}}
+    data["connectivity"] = {"to " + names[1]: {"strategy": "all_to_all",
+                                               "presynaptic": names[0],
+                                               "postsynaptic": names[1]}}
+    Network(load(data), tmp_path / "net.hdf5").compile(quiet=True)
+    network = from_storage(tmp_path / "net.hdf5")
+    assert sorted(network.storage.cell_type_names()) == sorted(names)
+    assert len(network.get_placement_set(names[2]).load_positions()) == 3
+    assert len(network.get_connectivity_set("to " + names[1]).load_connections()) == 9
 
 
 def test_setting_an_attribute_later_is_checked_too():
