@@ -13,6 +13,8 @@ __all__ = [
     "UnknownServiceError",
     "ConfigurationError",
     "StorageError",
+    "DiskFullError",
+    "DamagedFileError",
     "CompileInterrupted",
     "JobPoolError",
     "JobCancelledError",
@@ -45,6 +47,14 @@ class ConfigurationError(NeuroscaffoldError, ValueError):
 
 class StorageError(NeuroscaffoldError, OSError):
     """A storage file is missing, unreadable, or would be overwritten without consent."""
+
+
+class DiskFullError(StorageError):
+    """The device (or the quota) holding a network or its parts is full."""
+
+
+class DamagedFileError(StorageError):
+    """A file at a network path is an HDF5 or network file that cannot be read."""
 
 
 class JobPoolError(NeuroscaffoldError, RuntimeError):
