@@ -20,7 +20,7 @@ import time
 from collections import deque
 
 from ..._backoff import Backoff
-from ...exceptions import JobPoolError, PoolInterrupted, WorkflowError
+from ...exceptions import PoolInterrupted, WorkflowError
 from ._protocol import (
     Cause,
     SCALARS,
