@@ -187,3 +187,53 @@ def test_sighup_stops_a_compile_like_sigterm(reference, tmp_path):
         assert outcome.returncode == 130, outcome.describe()
         assert len(outcome.stderr.strip().splitlines()) == 1, outcome.describe()
     _kept_promise(outcome, out, config, expected, "SIGHUP")
+
+
+def test_an_interrupt_while_the_session_opens_never_leaves_a_manifest_without_its_stub(
+        reference, tmp_path, monkeypatch):
+    """Ctrl-C between the manifest and the stub (issue 16.1): held until the session
+    is open, then the compile stops with the stub in place, and resumes."""
+    from neuroscaffold import CompileInterrupted, Network
+    from neuroscaffold.storage import _storage
+
+    config, expected, _ = reference
+    out = tmp_path / "net.hdf5"
+    stub = _storage.write_stub
+
+    def interrupted_stub(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C now: the manifest is written
+        time.sleep(0.05)  # the handler runs here, before the stub, without the fix
+        return stub(*args, **kwargs)
+
+    monkeypatch.setattr(_storage, "write_stub", interrupted_stub)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(CompileInterrupted):
+            Network(config, out).compile(quiet=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    monkeypatch.setattr(_storage, "write_stub", stub)
+    shown = show(out)
+    assert shown.returncode == 0 and "UNFINISHED" in shown.stdout, shown.describe()
+    resumed = run(compile_cmd(config, out, None, "--resume"), timeout=90)
+    assert resumed.returncode == 0, resumed.describe()
+    assert canonical_contents(out) == expected
+
+
+def test_typed_errors_decide_what_failed_not_their_text():
+    """A full disk and an interrupt are recognised by type (issue 16.4); words in a
+    message decide nothing."""
+    from neuroscaffold import _writing
+    from neuroscaffold.exceptions import DiskFullError, JobPoolError, WorkflowError
+    from neuroscaffold.services.pool._protocol import Cause
+
+    full = DiskFullError("x.data: the device is full")
+    assert _writing._storage_failure(WorkflowError("1 failed", [full])) == str(full)
+    worded = JobPoolError("StorageError: no space left on the device (KeyboardInterrupt)")
+    assert _writing._storage_failure(WorkflowError("1 failed", [worded])) is None
+    assert not _writing._is_interrupt(WorkflowError("1 failed", [worded]))
+    # what STOP tells the workers is typed too
+    assert Cause.of(full) is Cause.DISK_FULL and Cause.of(worded) is Cause.ERROR
+    assert isinstance(Cause.DISK_FULL.error("line"), DiskFullError)
+    stopped = WorkflowError("1 failed", [Cause.INTERRUPT.error("job 'x' failed")])
+    assert _writing._is_interrupt(stopped)
