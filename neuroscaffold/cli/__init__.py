@@ -181,6 +181,7 @@ def work_saved() -> None:
     SIGTERM to the program changes nothing (the program ends normally)."""
     global _work_saved
     _work_saved = True
+    _signals.defer(True)  # a stop signal from now on is only remembered, never acted on
 
 
 def _parallel() -> bool:
