@@ -12,15 +12,14 @@ leaves a collective the others are in.
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
-from ._agreement import COLLECTIVES, Outcome, agree, collect, share
-from .exceptions import (CompileInterrupted, NeuroscaffoldError, NeuroscaffoldWarning,
-                         ParallelError, StorageError, WorkflowError)
+from . import _signals
+from ._agreement import COLLECTIVES, Outcome, agree, collect, held_interrupts, share
+from .exceptions import (CompileInterrupted, DamagedFileError, DiskFullError,
+                         NeuroscaffoldError, NeuroscaffoldWarning, ParallelError, StorageError,
+                         WorkflowError)
 from .storage import HDF5Storage, NetworkState
 
 if TYPE_CHECKING:
@@ -63,7 +62,7 @@ class WritingRun:
         work, then write the finished network. An interrupt now comes too late to save
         anything: it is held back and dropped (a second one is not), since a rank that
         left now would leave the others inside a collective, and every rank ends alike."""
-        with _held_interrupts():
+        with held_interrupts():
             self.checkpoint()
             self.storage.merge(COLLECTIVES, configuration, connection_meta(self.network))
 
@@ -128,34 +127,12 @@ class WritingRun:
             return
         wrote = collect(committed)
         if share(wrote is not None and (sum(wrote) > 0 or storage.committed_jobs() > 0)):
-            with _held_interrupts():
+            with held_interrupts():
                 storage.merge(COLLECTIVES, self.network.configuration.to_json(),
                               connection_meta(self.network))
         else:
             on_main(storage.parts.remove)
             storage.end_session()
-
-
-@contextlib.contextmanager
-def _held_interrupts() -> Iterator[list[str]]:
-    """Hold SIGINT and SIGTERM back while the block runs (main thread only); the list
-    yielded names the signal that came. A second signal is raised at once."""
-    held: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield held
-        return
-
-    def hold(signum, frame):
-        if held:  # asked twice: the user means it
-            raise KeyboardInterrupt(signal.Signals(signum).name)
-        held.append(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield held
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _outcome_of(error: BaseException) -> Outcome:
@@ -177,14 +154,13 @@ def open_compile(network: "Network", configuration: str, choice: str | None):
     storage.parts.sweep()
     try:
         state = storage.state()
+    except DamagedFileError as error:
+        if choice != "clear":
+            raise DamagedFileError(f"{error}; --clear replaces it") from None
+        state = NetworkState.MISSING  # replaced as a whole: its stub goes over it
     except StorageError as error:
-        if "damaged" in str(error) and choice == "clear":
-            state = NetworkState.MISSING  # replaced as a whole: its stub goes over it
-        elif "damaged" in str(error):
-            raise StorageError(f"{error}; --clear replaces it") from None
-        else:
-            raise StorageError(f"{error}; refusing to overwrite it: choose another "
-                               "output path") from None
+        raise StorageError(f"{error}; refusing to overwrite it: choose another "
+                           "output path") from None
     unfinished = storage.parts.exists()
     if choice == "resume" and unfinished:
         return storage.open_session("compile", configuration, resume=True)
@@ -280,24 +256,24 @@ def planned_jobs(network: "Network", skip: set[str]) -> dict[str, int]:
 
 def _storage_failure(error: BaseException) -> str | None:
     """The storage error (a full disk) that made the jobs of a workflow fail, if any."""
-    if isinstance(error, StorageError):
-        return str(error) if "no space left" in str(error) else None
+    if isinstance(error, DiskFullError):
+        return str(error)
     if not isinstance(error, WorkflowError):
         return None
     for member in error.exceptions:
-        for candidate in (member, member.__cause__):
-            if isinstance(candidate, StorageError) and "no space left" in str(candidate):
+        for candidate in (member, member.__cause__, getattr(member, "remote", None)):
+            if isinstance(candidate, DiskFullError):
                 return str(candidate)
-        text = str(member)
-        if "StorageError: " in text and "no space left" in text:
-            return text.split("StorageError: ", 1)[1].splitlines()[0]
     return None
 
 
 def _is_interrupt(error: BaseException) -> bool:
     if isinstance(error, KeyboardInterrupt):
         return True
-    return isinstance(error, WorkflowError) and "KeyboardInterrupt" in str(error)
+    return isinstance(error, WorkflowError) and any(
+        isinstance(candidate, KeyboardInterrupt)
+        for member in error.exceptions
+        for candidate in (member, member.__cause__, getattr(member, "remote", None)))
 
 
 def on_main(fn: Callable[[], Any]) -> Any:
@@ -308,10 +284,20 @@ def on_main(fn: Callable[[], Any]) -> Any:
     outcome: tuple[bool, Any] | None = None
     if MPI.get_rank() == 0:
         try:
-            outcome = (True, fn())
+            # a stop signal waits until ``fn`` ends: it never cuts a step of the main
+            # rank's (a manifest written, its stub not yet) in two
+            with held_interrupts(reraise=True):
+                outcome = (True, fn())
         except BaseException as error:  # handed to every rank, raised below
             outcome = (False, error)
     ok, value = share(outcome)
     if not ok:
         raise value
+    if _signals.deferring():
+        # a stop signal deferred on any rank meanwhile stops every rank here, alike
+        agreed = agree(Outcome.OK, FAILED_WAIT)
+        if agreed is Outcome.INTERRUPTED:
+            raise KeyboardInterrupt(_signals.take() or "interrupted")
+        if agreed is not Outcome.OK:
+            raise ParallelError("another rank did not answer in time (it may have died)")
     return value

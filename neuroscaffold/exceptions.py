@@ -14,6 +14,8 @@ __all__ = [
     "ConfigurationError",
     "StorageError",
     "CorruptDataError",
+    "DiskFullError",
+    "DamagedFileError",
     "CompileInterrupted",
     "JobPoolError",
     "JobCancelledError",
@@ -54,6 +56,14 @@ class StorageError(NeuroscaffoldError, OSError):
 class CorruptDataError(StorageError):
     """Stored rows fail their check: committed rows whose checksum no longer matches,
     or connections whose indices lie outside their populations."""
+
+
+class DiskFullError(StorageError):
+    """The device (or the quota) holding a network or its parts is full."""
+
+
+class DamagedFileError(StorageError):
+    """A file at a network path is an HDF5 or network file that cannot be read."""
 
 
 class JobPoolError(NeuroscaffoldError, RuntimeError):

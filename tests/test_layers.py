@@ -23,7 +23,7 @@ PACKAGE = ROOT / "neuroscaffold"
 
 #: bottom first; each entry is one layer, a set of units that must not import each other
 LAYERS: list[set[str]] = [
-    {"exceptions", "_text", "_backoff", "_allocator"},
+    {"exceptions", "_text", "_backoff", "_allocator", "_signals"},
     {"services._registry"},
     {"services.mpi", "services.mpilock"},
     {"services"},  # the services' face: accessors loaded on first use

@@ -20,9 +20,10 @@ import traceback
 import warnings
 from typing import Sequence
 
+from .. import _signals
 from ..exceptions import CompileInterrupted, NeuroscaffoldError, NeuroscaffoldWarning
 
-__all__ = ["build_parser", "main", "program"]
+__all__ = ["FailedAlone", "FailedElsewhere", "build_parser", "main", "program"]
 
 _COMMANDS = ("_compile", "_show", "_report", "_plot", "_reference")
 _OPTIONAL = frozenset({"_report", "_plot", "_reference"})  # written separately; registered when present
@@ -62,11 +63,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
     try:
+        if not getattr(args, "collective", False) or not _parallel():
+            # only a collective command acts on stop signals at agreement points
+            _signals.defer(False)
+            _signals.raise_pending()
         code = args.run(args) or 0
         sys.stdout.flush()  # a closed stdout shows here, not at exit
         return code
     except BrokenPipeError:
         return _stdout_closed()
+    except FailedAlone as alone:
+        error = alone.error
+        lines = []
+        if getattr(args, "traceback", False) or not isinstance(error, (NeuroscaffoldError,
+                                                                        OSError)):
+            lines = "".join(traceback.format_exception(error)).rstrip().splitlines()
+        lines.append(f"neuroscaffold: error: {format_error(error)}")
+        sys.stderr.write("".join(f"[rank {alone.rank}] {line}\n" for line in lines))
+        sys.stderr.flush()
+        return 1
+    except FailedElsewhere:
+        return 1
     except (NeuroscaffoldError, OSError) as error:
         if _reports_errors(args):
             if getattr(args, "traceback", False):
@@ -92,28 +109,79 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def program() -> None:
     """The ``neuroscaffold`` program: run :func:`main` and exit with its code.
 
-    SIGTERM (a batch system's time limit, ``kill``) interrupts it like Ctrl-C, from the
-    first moment: committed work is kept and every rank ends with the same line. Once
-    the command's work is saved (:func:`work_saved`), both are ignored, so that every
-    rank ends alike; a signal that arrived while the interpreter and MPI shut down
-    would otherwise kill the process, which ``mpiexec`` reports as a crash.
+    SIGINT, SIGTERM and SIGHUP (Ctrl-C, a batch system's time limit, ``kill``, a
+    closed terminal) interrupt it from its first line: committed work is kept and the
+    run ends with one line (see :mod:`neuroscaffold._signals`). Under an MPI launcher,
+    MPI starts first, bounded (:func:`~neuroscaffold.services.mpi.start_world`), and
+    the ranks agree that none was stopped meanwhile before any of them goes on. Once
+    the command's work is saved (:func:`work_saved`), the signals are ignored, so
+    that every rank ends alike; a signal that arrived while the interpreter and MPI
+    shut down would otherwise kill the process, which ``mpiexec`` reports as a crash.
     """
-
-    def interrupt(signum, frame):
-        if not _work_saved:
-            raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, interrupt)
+    _signals.install()
+    _signals.defer(True)  # until the ranks agree how their start went
     try:
-        code = main()
-    except KeyboardInterrupt:  # before the command could catch it (parsing arguments)
+        code = _start() or main()
+    except KeyboardInterrupt:  # before the command could catch it
         code = 130
-    for sig in (signal.SIGINT, signal.SIGTERM):
+        if _current_rank() == 0:
+            print("neuroscaffold: interrupted", file=sys.stderr)
+    for sig in _signals.STOPS:
         signal.signal(sig, signal.SIG_IGN)
     if code and _parallel():
         _leave(code)
     sys.exit(code)
+
+
+#: seconds the ranks may take to start MPI together (a rank that never comes died)
+STARTUP_WAIT = 120.0
+#: seconds the ranks may take to meet once MPI runs on each
+_START_AGREE = 30.0
+
+
+def _start() -> int:
+    """Start the ranks together; 0 when they all did, else the exit code (the line
+    was printed). The error path never starts MPI."""
+    from ..services.mpi import Start, start_world
+
+    main_rank = launcher_rank() in (None, 0)
+    started = start_world(lambda: _signals.pending() is not None, STARTUP_WAIT)
+    if started is Start.GAVE_UP:  # a rank never came: MPI_Init still waits, leave now
+        interrupted = _signals.pending() is not None
+        if main_rank:
+            print("neuroscaffold: interrupted before the compile started: nothing was "
+                  "written" if interrupted else "neuroscaffold: error: another rank did "
+                  f"not start within {STARTUP_WAIT:.0f} s (it may have died)",
+                  file=sys.stderr)
+        from ..services.mpi._base import exit_now
+
+        exit_now(130 if interrupted else 1)
+    if not _parallel():
+        return 0
+    from .._agreement import Outcome, agree
+
+    outcome = agree(Outcome.OK, _START_AGREE)
+    if outcome is Outcome.OK:
+        return 0
+    if _current_rank() == 0:
+        print("neuroscaffold: interrupted before the compile started: nothing was written"
+              if outcome is Outcome.INTERRUPTED else "neuroscaffold: error: another rank "
+              "did not answer in time (it may have died)", file=sys.stderr)
+    return 130 if outcome is Outcome.INTERRUPTED else 1
+
+
+class FailedElsewhere(Exception):
+    """Raised on a rank that did not fail when another did and prints its own error."""
+
+
+class FailedAlone(Exception):
+    """Raised on a rank whose error is its own (the others did not fail): it prints
+    the error itself, headed ``[rank R]``."""
+
+    def __init__(self, rank: int, error: BaseException):
+        super().__init__(str(error))
+        self.rank = rank
+        self.error = error
 
 
 _work_saved = False
@@ -124,6 +192,7 @@ def work_saved() -> None:
     SIGTERM to the program changes nothing (the program ends normally)."""
     global _work_saved
     _work_saved = True
+    _signals.defer(True)  # a stop signal from now on is only remembered, never acted on
 
 
 def _parallel() -> bool:
@@ -169,12 +238,17 @@ def _leave(code: int) -> None:
 
 
 def _reports_errors(args: argparse.Namespace) -> bool:
-    """Whether this process prints the error: the main rank only. If asking MPI fails
-    (mpi4py missing under a launcher), the launcher's rank variable decides."""
-    try:
-        return bool(getattr(args, "report_errors", lambda: True)())
-    except Exception:
-        return launcher_rank() in (None, 0)
+    """Whether this process prints the error: the main rank only."""
+    return _current_rank() == 0
+
+
+def _current_rank() -> int:
+    """This process's rank, from MPI if it runs, else from the launcher's variables
+    (0 when there is none); never starts MPI."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+        return mpi.COMM_WORLD.Get_rank()
+    return launcher_rank() or 0
 
 
 def launcher_rank() -> int | None:

@@ -54,13 +54,52 @@ def register(subparsers) -> None:
     parser.add_argument("--force", action="store_true",
                         help="compile even if the plan's estimates exceed this machine's "
                         "limits (never overrides geometry errors)")
-    parser.set_defaults(run=run, report_errors=_is_main)
+    parser.set_defaults(run=run, collective=True)
 
 
 def _is_main() -> bool:
     from ..services import MPI
 
     return MPI.get_rank() == 0
+
+
+#: seconds the ranks wait for each other once each has loaded the configuration
+_PREPARED_WAIT = 120.0
+
+
+def _settle(error: BaseException | None) -> None:
+    """Every rank, once it loaded the configuration (or failed to): go on together,
+    or stop together (collective, bounded). A rank that failed where the main rank
+    did not prints its own error, headed ``[rank R]``; when the main rank failed, it
+    prints its error; an interrupt on any rank stops every rank with one line."""
+    from . import FailedAlone, FailedElsewhere
+    from .._agreement import Outcome, outcomes
+    from ..exceptions import CompileInterrupted, ParallelError
+    from ..services import MPI
+
+    if MPI.get_size() == 1:
+        if error is not None:
+            raise error
+        return
+    rank = MPI.get_rank()
+    mine = Outcome.OK if error is None else (
+        Outcome.INTERRUPTED if isinstance(error, KeyboardInterrupt) else Outcome.FAILED)
+    every = outcomes(mine, _PREPARED_WAIT)
+    if every is None:  # a rank did not come: it died, or hangs
+        if error is not None:
+            raise FailedAlone(rank, error) if rank else error
+        raise ParallelError("another rank did not answer in time (it may have died)")
+    if Outcome.FAILED in every:
+        if every[0] is Outcome.FAILED:
+            if rank == 0 and error is not None:
+                raise error
+            raise FailedElsewhere()
+        if isinstance(error, Exception):
+            raise FailedAlone(rank, error)
+        raise FailedElsewhere()
+    if Outcome.INTERRUPTED in every:
+        raise CompileInterrupted("interrupted before the compile started: nothing was "
+                                 "written")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,14 +111,21 @@ def run(args: argparse.Namespace) -> int:
     from ..services import MPI
 
     output = args.output or Path(Path(args.config).stem + ".hdf5")
-    if Path(args.config).exists() and output.exists() and output.samefile(args.config):
-        raise StorageError(f"{output}: is the configuration file; choose another output path")
-    configuration = Configuration.from_file(args.config)
+    failure: BaseException | None = None
+    try:
+        if Path(args.config).exists() and output.exists() and output.samefile(args.config):
+            raise StorageError(f"{output}: is the configuration file; choose another "
+                               "output path")
+        configuration = Configuration.from_file(args.config)
+        network = None if args.dry_run else Network(configuration, output)
+    except BaseException as error:  # noqa: B036 - every rank learns how each one did
+        failure = error
+    _settle(failure)
     if args.dry_run:
         return _dry_run(configuration, output, args.force)
     if args.trace is not None:
         _check_writable(args.trace)
-    network = Network(configuration, output)
+    assert network is not None
     listeners = []
     if args.trace is not None:
         from ..progress import TraceRecorder

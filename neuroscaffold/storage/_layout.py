@@ -28,7 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..exceptions import StorageError
+from ..exceptions import DamagedFileError, StorageError
 from ._blocks import ROW, Block, BlockTable
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Header", "NetworkFile", "create_network_file",
@@ -78,7 +78,7 @@ def open_file(path: Path) -> h5py.File:
         # HDF5's file locks stay off: finished files are never written again.
         return h5py.File(path, "r", locking=False)
     except OSError as error:
-        raise StorageError(f"{path}: a damaged HDF5 file ({_short(error)})") from None
+        raise DamagedFileError(f"{path}: a damaged HDF5 file ({_short(error)})") from None
 
 
 def _short(error: BaseException) -> str:
@@ -105,7 +105,7 @@ def read_header(path: Path) -> Header:
         except StorageError:
             raise
         except (OSError, KeyError, ValueError, RuntimeError) as error:
-            raise StorageError(f"{path}: a damaged network file ({_short(error)})") from None
+            raise DamagedFileError(f"{path}: a damaged network file ({_short(error)})") from None
 
 
 def _replace_atomically(path: Path, write) -> None:
@@ -247,9 +247,9 @@ class NetworkFile:
                   int(row["count"]), path, offset + int(start) * row_bytes)
             for row, start in zip(rows, starts[:-1])))
 
-    def _damaged(self, error: BaseException | str) -> StorageError:
+    def _damaged(self, error: BaseException | str) -> DamagedFileError:
         reason = error if isinstance(error, str) else _short(error)
-        return StorageError(f"{self.path}: a damaged network file ({reason})")
+        return DamagedFileError(f"{self.path}: a damaged network file ({reason})")
 
     def data(self, kind: str, name: str) -> np.ndarray:
         """The whole set, in one read."""

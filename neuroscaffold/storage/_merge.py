@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
-from ..exceptions import StorageError
+from ..exceptions import DiskFullError, StorageError
 from ._blocks import BlockTable
 from ._layout import NetworkFile, create_network_file, fsync_path
 from ._parts import PartsDir, storage_error
@@ -54,6 +54,21 @@ def plan_tables(parts: PartsDir, base: Path | None) -> dict[tuple[str, str], Blo
     for key, committed in parts.commits().blocks.items():
         blocks.setdefault(key, []).extend(committed)
     return {key: BlockTable(*key, found) for key, found in blocks.items()}
+
+
+class Failure(NamedTuple):
+    """A rank's failure in the merge, as it travels to the others: its text, and
+    whether the disk was full (so that every rank raises the same typed error)."""
+
+    text: str
+    disk_full: bool
+
+    @classmethod
+    def of(cls, error: StorageError) -> "Failure":
+        return cls(str(error), isinstance(error, DiskFullError))
+
+    def error(self) -> StorageError:
+        return (DiskFullError if self.disk_full else StorageError)(self.text)
 
 
 def _shares(copies: list[Copy], ranks: int) -> list[list[Copy]]:
@@ -123,7 +138,7 @@ def merge(mpi: Any, path: Path, parts: PartsDir, configuration: str, base: Path 
     """
     rank, size = mpi.get_rank(), mpi.get_size()
     target = path.with_name(f".{path.name}.merge-{os.getpid()}")
-    plan: tuple[str | None, list[list[Copy]]] = (None, [])
+    plan: tuple[str | None, Failure | None, list[list[Copy]]] = (None, None, [])
     sizes: dict[tuple[str, str], int] = {}
     if rank == 0:
         try:
@@ -138,22 +153,22 @@ def merge(mpi: Any, path: Path, parts: PartsDir, configuration: str, base: Path 
                 for block, start in zip(table.blocks, table.starts[:-1])
                 if block.count
             ]
-            plan = (str(target), _shares(copies, size))
+            plan = (str(target), None, _shares(copies, size))
         except StorageError as error:
-            plan = (f"error:{error}", [[] for _ in range(size)])
+            plan = (None, Failure.of(error), [[] for _ in range(size)])
         except OSError as error:
-            plan = (f"error:{storage_error(path, error, 'creating the network file')}",
+            plan = (None, Failure.of(storage_error(path, error, "creating the network file")),
                     [[] for _ in range(size)])
-    name, shares = mpi.share(plan)  # the copies are small records: (file, offsets, size)
+    # the copies are small records: (file, offsets, size)
+    name, failure, shares = mpi.share(plan)
     mine = shares[rank]
-    failure = name[len("error:"):] if name.startswith("error:") else None
-    if failure is None:
+    if failure is None and name is not None:
         try:
             _copy(Path(name), mine)
         except OSError as error:
-            failure = str(storage_error(path, error, f"merging on rank {rank}"))
+            failure = Failure.of(storage_error(path, error, f"merging on rank {rank}"))
     failures = mpi.collect(failure)
-    outcome = None
+    outcome: Failure | None = None
     trash: Path | None = None
     doomed: list[list[str]] = [[] for _ in range(size)]
     if rank == 0:
@@ -166,12 +181,12 @@ def merge(mpi: Any, path: Path, parts: PartsDir, configuration: str, base: Path 
                 trash = parts.retire()
                 doomed = _removals(trash, size)
             except OSError as error:
-                outcome = str(storage_error(path, error, "replacing the network file"))
+                outcome = Failure.of(storage_error(path, error, "replacing the network file"))
         if target.exists():
             target.unlink()
     outcome, doomed = mpi.share((outcome, doomed))
     if outcome is not None:
-        raise StorageError(outcome)
+        raise outcome.error()
     # The network is in place; what is left is freeing the parts (and the network it
     # replaced): tens of milliseconds of file system work per large file, shared out.
     for name in doomed[rank]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..exceptions import StorageError
+from ..exceptions import DiskFullError, StorageError
 from ._blocks import ROW, Block
 
 __all__ = ["Commits", "PartsDir", "Verified", "WriterLock", "busy", "decode_commit",
@@ -58,7 +58,7 @@ def free_space(path: Path) -> str:
 def storage_error(path: Path, error: OSError, doing: str) -> StorageError:
     """A one-line :class:`StorageError` for an ``OSError`` met while ``doing``."""
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageError(f"{path}: no space left on the device while {doing} "
+        return DiskFullError(f"{path}: no space left on the device while {doing} "
                             f"({free_space(path.parent)})")
     reason = error.strerror or str(error)
     return StorageError(f"{path}: {reason.lower()} while {doing}")

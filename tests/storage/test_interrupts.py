@@ -35,6 +35,8 @@ from tests.storage._crash import (
 #: The line of an interrupt that came when the network was being merged.
 COMPLETE_ALREADY = re.compile(
     r"^neuroscaffold: interrupted: the network was complete already \((SIGINT|SIGTERM)\)$")
+#: The line of an interrupt that came before anything was written.
+NOTHING_WRITTEN = "neuroscaffold: interrupted before the compile started: nothing was written"
 #: How long a run may take after the signal before it counts as a hang.
 AFTER_SIGNAL = 20.0
 
@@ -213,3 +215,113 @@ def test_an_interrupt_sent_to_one_rank_stops_the_run(reference, tmp_path, k):
         except AssertionError as failure:  # go on: every failing moment is reported
             failures.append(str(failure))
     assert not failures, f"{len(failures)} of 5 runs failed:\n\n" + "\n\n".join(failures)
+
+
+# --- the first moments of a run (issue 16.6) -----------------------------------------
+
+
+def _mpi_started(pid: int) -> bool:
+    """Whether the rank ``pid`` loaded the MPI library: it is then past the program's
+    first line (the library is loaded after the stop signals are handled)."""
+    try:
+        return "libmpi" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def _wait_for_program(proc, k: int, timeout: float = 30.0) -> bool:
+    """Wait until every rank of ``proc`` runs the program (True), or ``proc`` ended."""
+    deadline = time.monotonic() + timeout
+    ranks = rank_pids(proc, k)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if len(ranks) == k and all(_mpi_started(pid) for pid in ranks):
+            return True
+        if len(ranks) < k:
+            ranks = rank_pids(proc, k, timeout=0.5)
+        time.sleep(0.001)
+    raise AssertionError(f"the ranks did not start within {timeout} s")
+
+
+def kept_first_moments_promise(outcome, out: Path, config: Path, expected, what: str) -> str:
+    """The promise of the first moments; returns what happened."""
+    assert not library_noise(outcome.stderr + outcome.stdout), f"{what}\n{outcome.describe()}"
+    if outcome.returncode == 0:
+        assert canonical_contents(out) == expected, what
+        return "finished"
+    assert outcome.returncode == 130, f"{what}: exit code\n{outcome.describe()}"
+    lines = outcome.stderr.strip().splitlines()
+    assert len(lines) == 1 and len(interrupted_lines(outcome.stderr)) == 1, \
+        f"{what}: not one line\n{outcome.describe()}"
+    if lines[0] == NOTHING_WRITTEN or not out.exists():
+        assert not out.exists() or show(out).returncode == 0, what
+        if not Path(f"{out}.parts", "manifest.json").exists():
+            assert not out.exists(), f"{what}: a file without its parts"
+            return "nothing written"
+    shown = show(out)
+    assert shown.returncode == 0 and "UNFINISHED" in shown.stdout, \
+        f"{what}: not an unfinished network\n{shown.describe()}"
+    resumed = run(compile_cmd(config, out, None, "--resume"), timeout=90)
+    assert resumed.returncode == 0, f"{what}: resume\n{resumed.describe()}"
+    assert canonical_contents(out) == expected, f"{what}: resumed, not the reference"
+    return "resumed"
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("k", [2, 3])
+def test_a_signal_in_the_first_moments_of_the_program_ends_every_rank_with_one_line(
+        reference, tmp_path, k):
+    config, expected, _ = reference
+    out = tmp_path / "net.hdf5"
+    rng = random.Random(1600 + k)
+    failures, seen = [], []
+    for i in range(10):
+        _clean(out)
+        signum = (signal.SIGINT, signal.SIGTERM)[i % 2]
+        delay = rng.uniform(0, 0.1)
+        what = f"K={k} run {i}: {signal.Signals(signum).name} {delay * 1000:.0f} ms after " \
+               "every rank started the program"
+        proc = start(compile_cmd(config, out, k))
+        if _wait_for_program(proc, k):
+            time.sleep(delay)
+            if proc.poll() is None:
+                os.kill(proc.pid, signum)
+        try:
+            seen.append(kept_first_moments_promise(finish(proc, AFTER_SIGNAL, what), out, config,
+                                      expected, what))
+        except AssertionError as failure:
+            failures.append(str(failure))
+    assert not failures, "\n\n".join(failures)
+    assert seen.count("finished") < 10, seen
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("k", [2, 3])
+def test_a_signal_in_the_first_100_ms_after_mpiexec_starts_never_hangs(reference, tmp_path, k):
+    """Before a rank runs the program's first line (Python itself starts), the signal
+    acts as Python and the launcher make it; it must still end the run within the
+    bound and leave no file, or one that resumes."""
+    config, expected, _ = reference
+    out = tmp_path / "net.hdf5"
+    rng = random.Random(1700 + k)
+    failures = []
+    for i in range(10):
+        _clean(out)
+        signum = (signal.SIGINT, signal.SIGTERM)[i % 2]
+        delay = rng.uniform(0, 0.1)
+        what = f"K={k} run {i}: {signal.Signals(signum).name} to mpiexec {delay * 1000:.0f} ms in"
+        proc = start(compile_cmd(config, out, k))
+        time.sleep(delay)
+        os.kill(proc.pid, signum)
+        try:
+            outcome = finish(proc, AFTER_SIGNAL, what)
+            if outcome.returncode == 130:
+                kept_first_moments_promise(outcome, out, config, expected, what)
+            elif outcome.returncode == 0:
+                assert canonical_contents(out) == expected, what
+            else:
+                assert not out.exists() or show(out).returncode == 0, what
+        except AssertionError as failure:
+            failures.append(str(failure))
+    assert not failures, "\n\n".join(failures)

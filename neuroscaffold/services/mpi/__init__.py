@@ -10,6 +10,7 @@ from .._registry import FallbackProvider
 from ._base import CommHelpers, ParallelError
 from ._emulator import WorldEmulator
 from ._guard import IGNORE_VARIABLE, check_launcher, launcher_variables, maybe_launched
+from ._start import Start, start_world
 from ._world import WorldProxy, world_from_mpi4py
 
 __all__ = [
@@ -17,10 +18,12 @@ __all__ = [
     "IGNORE_VARIABLE",
     "PROVIDER",
     "ParallelError",
+    "Start",
     "WorldEmulator",
     "WorldProxy",
     "launcher_variables",
     "maybe_launched",
+    "start_world",
 ]
 
 

@@ -25,12 +25,13 @@ import threading
 import time
 from typing import Any, Callable
 
+from ... import _signals
 from ...exceptions import PoolInterrupted
 from ._run import in_job, running_jobs
 
 __all__ = ["SignalGuard"]
 
-_STOPS = ("SIGINT", "SIGTERM")
+_STOPS = tuple(sig.name for sig in _signals.STOPS)  # SIGINT, SIGTERM, SIGHUP
 
 
 class SignalGuard:
@@ -61,6 +62,10 @@ class SignalGuard:
         usr1 = getattr(signal, "SIGUSR1", None)
         if usr1 is not None:
             self._saved[usr1] = signal.signal(usr1, self._on_report)
+        # a stop signal that came before the pool and was deferred stops it now
+        pending = _signals.take()
+        if pending is not None and self.signal_name is None:
+            self.signal_name = pending
         return self
 
     def __exit__(self, *exc_info) -> None:

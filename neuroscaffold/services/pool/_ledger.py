@@ -34,7 +34,7 @@ from ...exceptions import (
 )
 from . import _cache
 from ._job import Job, _DepGroup
-from ._protocol import Summary
+from ._protocol import Cause, Summary
 from ._status import JobStatus, PoolProgressReason
 
 _PENDING = JobStatus.PENDING
@@ -664,6 +664,9 @@ class Ledger:
         error = self.workflow_error()
         if error is None:
             return Summary()
-        lines = [self._describe_failure(job) for job in self.jobs if job.status is _FAILED and not job._handled]
+        failed = [job for job in self.jobs if job.status is _FAILED and not job._handled]
+        lines = [self._describe_failure(job) for job in failed]
         lines += [str(err) for err in self.scheduling_errors]
-        return Summary(error.message, tuple(lines))
+        causes = [Cause.of(job.error) for job in failed]
+        causes += [Cause.ERROR] * len(self.scheduling_errors)
+        return Summary(error.message, tuple(lines), causes=tuple(causes))

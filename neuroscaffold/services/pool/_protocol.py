@@ -59,7 +59,7 @@ from typing import Any, NamedTuple
 
 import cloudpickle
 
-from ...exceptions import JobPoolError, RemoteJobError
+from ...exceptions import DiskFullError, JobPoolError, RemoteJobError
 
 TAG_TO_WORKER = 7301
 TAG_TO_MAIN = 7302
@@ -87,16 +87,44 @@ class Kind(IntEnum):
     RECALLED = 18
 
 
+class Cause(IntEnum):
+    """What made a failed job fail, as STOP tells it (the workers only get text)."""
+
+    ERROR = 0  #: the job raised
+    DISK_FULL = 1  #: its results found the disk full (:class:`DiskFullError`)
+    INTERRUPT = 2  #: it was interrupted (:class:`KeyboardInterrupt`)
+
+    @classmethod
+    def of(cls, error: BaseException | None) -> "Cause":
+        for candidate in (error, getattr(error, "__cause__", None)):
+            if isinstance(candidate, DiskFullError):
+                return cls.DISK_FULL
+            if isinstance(candidate, KeyboardInterrupt):
+                return cls.INTERRUPT
+        return cls.ERROR
+
+    def error(self, line: str) -> Exception:
+        """A member of the worker's :class:`WorkflowError` for ``line``, typed."""
+        if self is Cause.DISK_FULL:
+            return DiskFullError(line)
+        member = JobPoolError(line)
+        if self is Cause.INTERRUPT:
+            member.__cause__ = KeyboardInterrupt()
+        return member
+
+
 class Summary(NamedTuple):
     """What STOP tells a worker about how the pool ended (plainly pickled).
 
     ``message`` is None when every job succeeded (or its failure was handled);
-    ``interrupted`` is ``(rank, signal name)`` when a signal stopped the pool.
+    ``interrupted`` is ``(rank, signal name)`` when a signal stopped the pool;
+    ``causes`` says, line by line, what kind of failure each of ``lines`` is.
     """
 
     message: str | None = None
     lines: tuple[str, ...] = ()
     interrupted: tuple[int | None, str] | None = None
+    causes: tuple[Cause, ...] = ()
 
 
 _PLAIN_TYPES = frozenset(

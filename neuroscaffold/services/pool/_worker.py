@@ -20,8 +20,9 @@ import time
 from collections import deque
 
 from ..._backoff import Backoff
-from ...exceptions import JobPoolError, PoolInterrupted, WorkflowError
+from ...exceptions import PoolInterrupted, WorkflowError
 from ._protocol import (
+    Cause,
     SCALARS,
     TAG_DUMP,
     TAG_RECALL,
@@ -244,7 +245,9 @@ def _raise_summary(summary) -> None:
         return
     if summary.interrupted is not None:
         raise PoolInterrupted(*summary.interrupted)
-    raise WorkflowError(summary.message, [JobPoolError(line) for line in summary.lines])
+    causes = summary.causes or (Cause.ERROR,) * len(summary.lines)
+    raise WorkflowError(summary.message,
+                        [cause.error(line) for cause, line in zip(causes, summary.lines)])
 
 
 def _await_stop(inbox: Inbox, outbox: Outbox) -> Summary | None:
