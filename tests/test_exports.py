@@ -79,6 +79,7 @@ DOCUMENTED_EXTRAS = {
         "NeuroscaffoldError", "UnknownServiceError", "StorageError", "JobSchedulingError",
         "InvalidStateError", "RemoteJobError", "ListenerError", "ParallelError",
         "InternalError", "PoolInterrupted", "CompileInterrupted", "CorruptDataError",
+        "DiskFullError", "DamagedFileError",
         "PackingError", "StrategyError", "NeuroscaffoldWarning",
     },
     "neuroscaffold.services": {"FallbackProvider", "registered_services", "unregister_service"},
