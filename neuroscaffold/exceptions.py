@@ -24,6 +24,8 @@ __all__ = [
     "ParallelError",
     "InternalError",
     "PoolInterrupted",
+    "SimulationError",
+    "SimulationInterrupted",
 ]
 
 
@@ -123,3 +125,13 @@ class PoolInterrupted(KeyboardInterrupt):
 class CompileInterrupted(KeyboardInterrupt):
     """A compile was interrupted (Ctrl-C, SIGTERM): what was committed is kept, and
     ``compile --resume`` finishes it. The message says how far it got."""
+
+
+class SimulationError(NeuroscaffoldError, RuntimeError):
+    """A simulation could not be built or run: the simulator refused something at run
+    time (the message names the simulation and what was refused)."""
+
+
+class SimulationInterrupted(KeyboardInterrupt):
+    """A simulation was interrupted (Ctrl-C, SIGTERM) on some rank; raised on every
+    rank once they all stopped. The message says how far it got; nothing was written."""
