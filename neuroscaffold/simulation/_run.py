@@ -252,7 +252,8 @@ def _gather_spikes(plan: SimulationPlan, local: dict[str, tuple[np.ndarray, np.n
         return None
     merged = {}
     for name in plan.recorded:
-        pieces = [SpikeTrains(*part.get(name, (np.empty(0, np.uint64), np.empty(0))),
+        empty = (np.empty(0, np.uint64), np.empty(0))
+        pieces = [SpikeTrains(part.get(name, empty)[0], part.get(name, empty)[1],
                               plan.populations[name].size, plan.recorded_indices(name))
                   for part in parts]
         merged[name] = SpikeTrains.concatenate(pieces)
