@@ -329,7 +329,7 @@ def test_a_cell_model_that_is_needed_but_missing_names_both(compiled, tmp_path, 
                        _with_config(tmp_path, simulation)], capsys)
     assert code == 1
     assert line == ("neuroscaffold: error: simulations.activity.connection_models."
-                    "pyramidal_to_interneuron: connects cell type 'interneuron' (its postsynaptic "
+                    "interneuron_to_pyramidal: connects cell type 'interneuron' (its presynaptic "
                     "type), which has no cell model: add simulations.activity.cell_models."
                     "interneuron, or remove this connection model")
 
