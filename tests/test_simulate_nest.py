@@ -45,7 +45,7 @@ SIMULATION = {
     "devices": {
         "background": {"device": "poisson_generator", "rate": 900.0, "targets": ["pyramidal"],
                        "weight": 60.0, "delay": 1.0},
-        "drive": {"device": "dc_generator", "amplitude": 300.0,
+        "drive": {"device": "dc_generator", "amplitude": 500.0,
                   "targetting": {"strategy": "cell_model", "cell_models": ["relay"]}},
         "spikes": {"device": "spike_recorder", "targets": ["pyramidal", "interneuron", "relay"]},
     },
