@@ -386,7 +386,7 @@ def test_nest_under_mpiexec_is_refused_in_one_line_before_nest_is_imported(compi
     """
     result = run_script(script, n=2, timeout=90, tmp_path=tmp_path)
     assert result.returncode != 0
-    assert "FATAL" not in result.stdout + result.stderr
+    assert "[FATAL]" not in result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("neuroscaffold:")]
     assert errors == [
         "neuroscaffold: error: simulations.activity: NEST is installed without MPI, so it cannot "
