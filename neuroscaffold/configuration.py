@@ -28,6 +28,7 @@ from .connectivity._strategy import ConnectionStrategy
 from .exceptions import ConfigurationError
 from .placement._partitions import Partition, check_shared_partitions
 from .placement._strategy import PlacementStrategy
+from .simulation.schema import Simulation, reference_sections as _simulation_reference
 
 __all__ = ["CellType", "Configuration", "NetworkGeometry", "build_reference", "from_file"]
 
@@ -96,6 +97,7 @@ class Configuration(Node):
     cell_types = node_dict(type=CellType, doc="kinds of cells: size and how many")
     placement = node_dict(type=PlacementStrategy, doc="strategies that place cells (phase 1)")
     connectivity = node_dict(type=ConnectionStrategy, doc="strategies that connect cells (phase 2)")
+    simulations = node_dict(type=Simulation, doc="named simulations of the compiled network (`neuroscaffold simulate NET NAME`)")
 
     def __init__(self, _raw: dict[str, Any] | None = None, /, **sections: Any):
         super().__init__(_raw, **sections)
@@ -257,4 +259,5 @@ def build_reference() -> str:
         for short in sorted(known):
             cls = import_object(known[short])
             lines += node_section(f"{key}: {short}", cls, level="###", skip=inherited)
+    lines += _simulation_reference()
     return "\n".join(lines).rstrip() + "\n"

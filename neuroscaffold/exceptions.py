@@ -30,6 +30,8 @@ __all__ = [
     "PackingError",
     "StrategyError",
     "NeuroscaffoldWarning",
+    "SimulationError",
+    "SimulationInterrupted",
 ]
 
 
@@ -162,3 +164,13 @@ class StrategyError(NeuroscaffoldError, TypeError):
 class NeuroscaffoldWarning(UserWarning):
     """Something the user asked for was done differently, or looks wrong, but the run
     goes on (the command line prints it as one ``neuroscaffold: warning:`` line)."""
+
+
+class SimulationError(NeuroscaffoldError, RuntimeError):
+    """A simulation could not be built or run: the simulator refused something at run
+    time (the message names the simulation and what was refused)."""
+
+
+class SimulationInterrupted(KeyboardInterrupt):
+    """A simulation was interrupted (Ctrl-C, SIGTERM) on some rank; raised on every
+    rank once they all stopped. The message says how far it got; nothing was written."""

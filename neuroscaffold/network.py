@@ -184,6 +184,38 @@ class Network:
             return False
         return node.get_node_name() in session.skip or key in session.done
 
+    # --- simulating -----------------------------------------------------------------
+
+    def simulate(self, name: str, *, quiet: bool = False, output: Any = None):
+        """Run the simulation ``name`` of the configuration's ``simulations:`` on the
+        compiled network, and return its spikes.
+
+        Collective under MPI: call it on every rank. NEST runs on one rank (with the
+        simulation's ``threads:``); NEURON spreads the cells over the ranks.
+
+        Args:
+            name: a key of ``simulations:``.
+            quiet: no progress display (else the build steps, then simulated ms
+                against the duration with the time left, on the main rank).
+            output: also write the spikes there, as a SONATA spike file.
+
+        Returns:
+            A :class:`~neuroscaffold.simulation.SimulationResult`: recorded cell type
+            -> :class:`~neuroscaffold.simulation.SpikeTrains` (every spike on the main
+            rank, at most their own on the others). The simulator's kernel still
+            holds the network afterwards (``nest.GetConnections()``).
+
+        Raises:
+            ConfigurationError: no such simulation, or a model or parameter the
+                simulator does not have (one line naming the configuration path).
+            DependencyError: the simulator is not installed (names the extra).
+            StorageError: the network is unfinished (says how to resume it).
+            SimulationInterrupted: Ctrl-C or SIGTERM on some rank; nothing written.
+        """
+        from .simulation import simulate
+
+        return simulate(self, name, quiet=quiet, output=output)
+
     # --- job pools ------------------------------------------------------------------
 
     def create_job_pool(self, fail_fast: bool = False, quiet: bool = False, **kwargs):

@@ -31,9 +31,11 @@ LAYERS: list[set[str]] = [
     {"chunks", "config", "storage", "progress", "_agreement"},
     {"placement"},
     {"connectivity"},
+    {"simulation.schema"},  # the simulations: section; needs only config
     {"configuration"},  # the root schema: its sections are typed by the strategies
     {"plan"},
     {"_writing"},
+    {"simulation"},  # the simulator adapters and their driver
     {"network"},
     {"plot"},
     {"cli"},
