@@ -28,6 +28,7 @@ Never print: the driver shows progress on the main rank.
 from __future__ import annotations
 
 import abc
+import hashlib
 import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
@@ -35,7 +36,7 @@ from typing import Any, ClassVar, Iterator
 import numpy as np
 
 from ..exceptions import DependencyError
-from .schema import CellModel, ConnectionModel, Device, Simulation, Synapse
+from .schema import CellModel, ConnectionModel, Device, DeviceKind, Simulation, Synapse
 
 __all__ = ["Population", "Projection", "SimulationPlan", "SimulatorAdapter"]
 
@@ -103,6 +104,29 @@ class SimulationPlan:
     @property
     def threads(self) -> int:
         return int(self.simulation.threads)
+
+    def target_indices(self, device: str, cell_type: str) -> np.ndarray:
+        """The indices (within ``cell_type``, sorted, int64) of the cells that device
+        ``device`` targets: all of them, or its ``fraction`` of them drawn from the
+        simulation's seed, the device's and the cell type's names (the same cells in
+        every run, on any number of ranks, in every simulator)."""
+        size = self.populations[cell_type].size
+        fraction = float(self.devices[device].fraction)
+        if fraction >= 1.0:
+            return np.arange(size, dtype=np.int64)
+        count = min(size, max(1 if size and fraction > 0 else 0, round(fraction * size)))
+        words = [int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+                 for text in (device, cell_type)]
+        rng = np.random.default_rng([self.seed, *words])
+        return np.sort(rng.choice(size, size=count, replace=False)).astype(np.int64)
+
+    def recorded_indices(self, cell_type: str) -> np.ndarray | None:
+        """The cells of ``cell_type`` whose spikes are recorded: None for all of them,
+        else the indices the first spike recorder that records it samples."""
+        for name, device in self.devices.items():
+            if device.kind is DeviceKind.RECORDER and cell_type in device.target_types():
+                return None if device.fraction >= 1.0 else self.target_indices(name, cell_type)
+        return None
 
     def path(self, *keys: str) -> str:
         """The configuration path of a key of this simulation, for error messages:

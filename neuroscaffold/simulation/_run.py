@@ -237,7 +237,8 @@ def _as_trains(plan: SimulationPlan, local: dict[str, tuple[np.ndarray, np.ndarr
     out = {}
     for name in plan.recorded:
         ids, times = local.get(name, (np.empty(0, np.uint64), np.empty(0)))
-        out[name] = SpikeTrains(ids, times, plan.populations[name].size)
+        out[name] = SpikeTrains(ids, times, plan.populations[name].size,
+                                plan.recorded_indices(name))
     return out
 
 
@@ -252,6 +253,7 @@ def _gather_spikes(plan: SimulationPlan, local: dict[str, tuple[np.ndarray, np.n
     merged = {}
     for name in plan.recorded:
         pieces = [SpikeTrains(*part.get(name, (np.empty(0, np.uint64), np.empty(0))),
-                              plan.populations[name].size) for part in parts]
+                              plan.populations[name].size, plan.recorded_indices(name))
+                  for part in parts]
         merged[name] = SpikeTrains.concatenate(pieces)
     return merged

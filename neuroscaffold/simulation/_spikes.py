@@ -7,6 +7,8 @@ any HDF5 tool read it::
     /spikes/<cell type>           attrs: sorting (HDF5 enum none/by_id/by_time), node_count
     /spikes/<cell type>/timestamps  float64, ms (attr units = "ms")
     /spikes/<cell type>/node_ids    uint64, the 0-based index within the cell type
+    /spikes/<cell type>/recorded_node_ids  uint64, only when a recorder sampled a
+                                  ``fraction`` of the cells: which ones it recorded
 
 A node id is the cell's index in ``network.get_placement_set(cell_type)``, the index
 connection sets use. The datasets are never compressed (libsonata 0.2 cannot read
@@ -39,7 +41,10 @@ class SpikeTrains:
 
     node_ids: np.ndarray  #: uint64, index of the cell within its type
     timestamps: np.ndarray  #: float64, ms
-    node_count: int  #: how many cells of the type were recorded (silent ones too)
+    node_count: int  #: how many cells the type has
+    #: the indices of the recorded cells (silent ones too) when a recorder's
+    #: ``fraction`` sampled them; None when every cell of the type was recorded
+    recorded: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ids = np.ascontiguousarray(self.node_ids, dtype=np.uint64)
@@ -49,22 +54,33 @@ class SpikeTrains:
         order = np.lexsort((ids, times))
         object.__setattr__(self, "node_ids", ids[order])
         object.__setattr__(self, "timestamps", times[order])
+        if self.recorded is not None:
+            object.__setattr__(self, "recorded", np.asarray(self.recorded, dtype=np.uint64))
+
+    @property
+    def recorded_count(self) -> int:
+        """How many cells were recorded (silent ones too)."""
+        return self.node_count if self.recorded is None else int(len(self.recorded))
 
     def __len__(self) -> int:
         return int(self.timestamps.shape[0])
 
     def rates(self, duration: float) -> np.ndarray:
-        """Each cell's rate over ``duration`` ms (Hz), ``(node_count,)``."""
+        """Each recorded cell's rate over ``duration`` ms (Hz): ``(node_count,)``, or
+        one per cell of :attr:`recorded` when the recorder sampled them."""
         counts = np.bincount(self.node_ids.astype(np.int64), minlength=self.node_count)
-        return counts[: self.node_count] / (duration / 1000.0)
+        counts = counts[: self.node_count]
+        if self.recorded is not None:
+            counts = counts[self.recorded.astype(np.int64)]
+        return counts / (duration / 1000.0)
 
     def mean_rate(self, duration: float) -> float:
-        """The mean rate of the type's cells over ``duration`` ms (Hz)."""
-        return len(self) / max(self.node_count, 1) / (duration / 1000.0)
+        """The mean rate of the recorded cells over ``duration`` ms (Hz)."""
+        return len(self) / max(self.recorded_count, 1) / (duration / 1000.0)
 
     @classmethod
-    def empty(cls, node_count: int) -> "SpikeTrains":
-        return cls(np.empty(0, np.uint64), np.empty(0, np.float64), node_count)
+    def empty(cls, node_count: int, recorded: np.ndarray | None = None) -> "SpikeTrains":
+        return cls(np.empty(0, np.uint64), np.empty(0, np.float64), node_count, recorded)
 
     @classmethod
     def concatenate(cls, parts: list["SpikeTrains"]) -> "SpikeTrains":
@@ -73,7 +89,7 @@ class SpikeTrains:
             raise ValueError("nothing to concatenate")
         return cls(np.concatenate([p.node_ids for p in parts]),
                    np.concatenate([p.timestamps for p in parts]),
-                   max(p.node_count for p in parts))
+                   max(p.node_count for p in parts), parts[0].recorded)
 
 
 @dataclass
@@ -174,6 +190,9 @@ def write_spike_file(path: str | os.PathLike, spikes: Mapping[str, SpikeTrains],
                                                   dtype=np.float64)
                 times.attrs["units"] = "ms"
                 population.create_dataset("node_ids", data=trains.node_ids, dtype=np.uint64)
+                if trains.recorded is not None:  # not SONATA: which cells a sample recorded
+                    population.create_dataset("recorded_node_ids", data=trains.recorded,
+                                              dtype=np.uint64)
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -199,7 +218,9 @@ def read_spike_file(path: str | os.PathLike) -> SimulationResult:
         for name, population in group.items():
             ids = np.asarray(population["node_ids"], dtype=np.uint64)
             count = int(population.attrs.get("node_count", int(ids.max()) + 1 if len(ids) else 0))
-            spikes[name] = SpikeTrains(ids, np.asarray(population["timestamps"]), count)
+            recorded = (np.asarray(population["recorded_node_ids"])
+                        if "recorded_node_ids" in population else None)
+            spikes[name] = SpikeTrains(ids, np.asarray(population["timestamps"]), count, recorded)
         duration = float(group.attrs.get("duration", 0.0)) or _last_spike(spikes)
         simulation = group.attrs.get("simulation", "")
     return SimulationResult(simulation=str(simulation), simulator="", duration=duration,

@@ -212,6 +212,7 @@ class Device(_WithParameters):
     device = config.attr(type=types.in_(tuple(DEVICES)), required=True, doc="the kind of device: `poisson_generator`, `dc_generator` or `spike_recorder`")
     targets = config.reflist("cell_types", doc="the cell types whose cells it stimulates or records (every cell of each)")
     targetting = _Optional(type=Targetting, doc="BSB's spelling of targets: `{strategy: cell_model, cell_models: [...]}`")
+    fraction = config.attr(type=types.number(min=0, max=1), default=1.0, doc="the share of each target type's cells it stimulates or records: a random sample drawn from the simulation's seed, the same cells on every run and rank count (NEST: each recorded cell costs about 32 KB)")
     weight = config.attr(type=types.number(), default=1.0, doc="stimulus: the weight of its connection to each target (as a synapse's weight; a recorder ignores it)")
     delay = config.attr(type=types.positive, default=1.0, doc="stimulus: the delay of its connection to each target (ms; a recorder ignores it)")
     receptor_type = config.attr(type=types.integer(min=0), doc="stimulus: the receptor port of the targets (NEST models with several receptors)")
