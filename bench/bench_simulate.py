@@ -10,6 +10,7 @@ Sizes as ``bench/bench_compile.py`` makes them (the example, 400 x 400 µm, and 
 type a simple integrate-and-fire model (NEST ``iaf_psc_alpha``, NEURON ``IntFire1``),
 every connection set a weight and delay (Golgi, stellate and basket cells inhibit),
 Poisson background into the granule cells, and a spike recorder on every cell type.
+Each granule cell excites weakly (its targets receive thousands of them).
 
 Rows: NEST at 1 and 2 threads, NEURON serially and under ``mpiexec -n 2``. Each row is
 two runs in fresh processes, one simulating 100 ms and one 1,000 ms; the build figures
@@ -93,6 +94,14 @@ print(json.dumps({"cells": created - started, "connect": time.perf_counter() - c
 """
 
 
+def _weight(presynaptic: str) -> float:
+    """Inhibitory cells inhibit; each granule cell excites weakly (a Golgi or Purkinje
+    cell receives thousands of them), so that activity stays moderate."""
+    if presynaptic in INHIBITORY:
+        return -2.0
+    return 0.05 if presynaptic == "granule" else 1.0
+
+
 def _config(folder: Path, factor: int) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text())
     data["network"]["x"], data["network"]["z"] = SIZES[factor]
@@ -108,7 +117,7 @@ def _config(folder: Path, factor: int) -> Path:
                 "threads": threads,
                 "cell_models": {name: {"model": model} for name in data["cell_types"]},
                 "connection_models": {
-                    name: {"weight": (-2 if strategy["presynaptic"] in INHIBITORY else 1) * scale,
+                    name: {"weight": _weight(strategy["presynaptic"]) * scale,
                            "delay": 1.0 + 0.5 * (strategy["presynaptic"] in INHIBITORY)}
                     for name, strategy in sets.items()},
                 "devices": {

@@ -227,3 +227,15 @@ def test_ties_of_opposite_sign_are_found(network):
             {"weight": 0.35, "delay": 1.5}, {"weight": -0.1, "delay": 1.5}]}
     assert coincident_inputs(plan(same_stream)) == {
         "interneuron": ("device background -> pyramidal", 2.5)}
+
+
+def test_a_second_simulation_in_one_process_replaces_the_first(network, serial):
+    """In-process (as a notebook would): the second run frees the first one's cells and
+    gids, and gives the spikes of a fresh process."""
+    expected = _spikes(serial[0])
+    for _ in range(2):
+        result = from_storage(network).simulate("activity", quiet=True)
+        for name, (ids, times) in expected.items():
+            assert np.array_equal(result[name].node_ids, ids), name
+            assert np.array_equal(result[name].timestamps, times), name
+    assert result.adapter.connection_count() == serial[1][0]["netcons"]
