@@ -143,10 +143,25 @@ def _run(code: str, args: list[str], ranks: int, folder: Path) -> list[dict]:
         mpiexec = Path(sys.executable).parent / "mpiexec"
         command = [str(mpiexec if mpiexec.exists() else "mpiexec"), "-n", str(ranks), *command]
     done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=3600)
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    lines = _objects(done.stdout)
     if done.returncode != 0 or not lines:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr[-3000:]}")
     return sorted(lines, key=lambda line: line.get("rank", 0))
+
+
+def _objects(text: str) -> list[dict]:
+    """The JSON objects the ranks printed (mpiexec may join two ranks' lines)."""
+    decoder, found, at = json.JSONDecoder(), [], text.find("{")
+    while at >= 0:
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            at = text.find("{", at + 1)
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+        at = text.find("{", end)
+    return found
 
 
 def _bytecode() -> None:
