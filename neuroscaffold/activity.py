@@ -80,6 +80,11 @@ def _figure(result: Any, max_cells: int) -> Figure:
         rows_of = np.searchsorted(shown, trains.node_ids[keep])
         raster.scatter(trains.timestamps[keep], rows_of, s=14 if len(shown) < 100 else 6,
                        marker="|", color=color, linewidths=0.9, rasterized=True)
+        if not keep.any():
+            note = "no spikes" if not len(trains) else \
+                f"no spikes among the cells drawn ({len(trains):,} among all)"
+            raster.text(0.5, 0.5, note,
+                        ha="center", va="center", transform=raster.transAxes, fontsize=9)
         raster.set_xlim(0, duration)
         raster.set_ylim(-0.5, max(len(shown), 1) - 0.5)
         sample = f"{len(shown):,} of {len(cells):,} cells" if len(shown) < len(cells) \
@@ -106,6 +111,16 @@ def _figure(result: Any, max_cells: int) -> Figure:
     return figure
 
 
+def _share(part: int, whole: int) -> str:
+    """``part / whole`` as a percentage that never rounds to 0% or 100% falsely."""
+    value = part / max(whole, 1)
+    if 0 < value < 0.001:
+        return "<0.1%"
+    if 0.999 < value < 1:
+        return ">99.9%"
+    return f"{value:.1%}" if value < 0.1 or value > 0.9 else f"{value:.0%}"
+
+
 def _draw_rates(axes, result: Any, names: list[str], colors: list, duration: float) -> None:
     """The distribution of per-cell rates, one step histogram per type. Rates are whole
     spike counts over the run: with few spikes per cell, one bin per count (silent
@@ -122,7 +137,7 @@ def _draw_rates(axes, result: Any, names: list[str], colors: list, duration: flo
         values = rates[name]
         silent = int((values == 0).sum())
         shown = values if by_count else np.where(values == 0, unit / 1.9, values)
-        share = f", {silent / max(len(values), 1):.0%} silent" if silent else ""
+        share = f", {_share(silent, len(values))} silent" if silent else ""
         axes.hist(shown, bins=bins, histtype="step", color=color, linewidth=1.5,
                   label=f"{name}: mean {values.mean() if len(values) else 0:.2f} Hz{share}")
     if by_count:
