@@ -37,7 +37,7 @@ LAYERS: list[set[str]] = [
     {"_writing"},
     {"simulation"},  # the simulator adapters and their driver
     {"network"},
-    {"plot"},
+    {"plot", "activity"},
     {"cli"},
     {"__main__", ""},  # "": the package's lazy public face, above everything
 ]

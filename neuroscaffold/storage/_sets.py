@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -28,6 +28,29 @@ class PlacementSet:
         """The network chunks that hold (or were given) cells of this type."""
         table = self._storage.placement_table(self.cell_type)
         return table.chunks() if table is not None else []
+
+    def chunk_ranges(self) -> dict[tuple[int, int, int], tuple[int, int]]:
+        """Chunk -> ``(start, stop)``: the cells of each chunk are the indices
+        ``start .. stop-1`` (a set is ordered by chunk, so each chunk's cells are one
+        run). With :meth:`ConnectivitySet.load_incoming`, a process that simulates the
+        cells of some chunks reads only what it needs."""
+        table = self._storage.placement_table(self.cell_type)
+        if table is None:
+            return {}
+        ranges: dict[tuple[int, int, int], tuple[int, int]] = {}
+        for number, block in enumerate(table.blocks):
+            start, stop = int(table.starts[number]), int(table.starts[number + 1])
+            first = ranges.get(block.chunk, (start, start))[0]
+            ranges[block.chunk] = (first, stop)
+        return ranges
+
+    def load_positions_in(self, chunks: Iterable[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """The positions of the cells in ``chunks`` (one read per block, nothing else
+        read) and their indices in the set: ``((k, 3) float64, (k,) int64)``."""
+        table = self._storage.placement_table(self.cell_type)
+        if table is None:
+            return np.empty((0, 3)), np.empty(0, dtype=np.int64)
+        return table.read(table.select(chunks))
 
     def __len__(self) -> int:
         return self._storage.count_cells(self.cell_type)
@@ -59,6 +82,33 @@ class ConnectivitySet:
         """The pairs in the order of :meth:`load_connections`, ``rows`` at a time (one
         read each): for sets too large to hold at once."""
         return self._storage.iter_rows("connectivity", self.name, rows)
+
+    def chunks(self) -> list[tuple[int, int, int]]:
+        """The postsynaptic chunks that hold pairs of this set: pairs are stored grouped
+        by the chunk of their postsynaptic cell."""
+        return self._storage.connectivity_table(self.name).chunks()
+
+    def load_incoming(self, chunks: Iterable[Sequence[int]] | None = None,
+                      cells: np.ndarray | Sequence[int] | None = None) -> np.ndarray:
+        """The pairs whose postsynaptic cell is in ``chunks`` (network chunks, as
+        :meth:`PlacementSet.chunk_ranges` names them) or among ``cells`` (indices into
+        the postsynaptic placement set), ``(k, 2)`` int64, in stored order.
+
+        Only the blocks of those chunks are read (for ``cells``: the chunks that hold
+        them), so a process that owns a share of the postsynaptic cells reads a share
+        of the set. Give one of the two.
+        """
+        if (chunks is None) == (cells is None):
+            raise TypeError("load_incoming() takes chunks or cells (one of them)")
+        table = self._storage.connectivity_table(self.name)
+        if chunks is not None:
+            return table.read(table.select(chunks))[0]
+        wanted = np.unique(np.asarray(cells, dtype=np.int64))
+        ranges = PlacementSet(self._storage, self.postsynaptic).chunk_ranges()
+        holding = [chunk for chunk, (start, stop) in ranges.items()
+                   if np.searchsorted(wanted, start) < np.searchsorted(wanted, stop)]
+        rows = table.read(table.select(holding))[0]
+        return rows[np.isin(rows[:, 1], wanted)]
 
     def __len__(self) -> int:
         return self._count

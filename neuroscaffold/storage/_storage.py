@@ -134,6 +134,13 @@ class HDF5Storage:
                 return None
             return file.table("placement", cell_type)
 
+    def connectivity_table(self, name: str) -> BlockTable:
+        """The blocks of connection set ``name``, one per postsynaptic chunk."""
+        with self._finished() as file:
+            if name not in file.names("connectivity"):
+                raise StorageError(f"{self.path}: no connectivity set '{name}'")
+            return file.table("connectivity", name)
+
     def load_positions(self, cell_type: str) -> np.ndarray:
         with self._finished() as file:
             if cell_type not in file.names("placement"):

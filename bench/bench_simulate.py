@@ -1,0 +1,239 @@
+"""Benchmark: simulate the example network (1x and 4x) in NEST and NEURON.
+
+Run it from anywhere (it compiles the networks and launches the simulations itself)::
+
+    .venv/bin/python bench/bench_simulate.py                        # 1x and 4x, every row
+    .venv/bin/python bench/bench_simulate.py --sizes 1 --rows neuron-1 neuron-2
+
+Sizes as ``bench/bench_compile.py`` makes them (the example, 400 x 400 µm, and 4x,
+800 x 800 µm); a ``simulations:`` section is added to a copy of the example: every cell
+type a simple integrate-and-fire model (NEST ``iaf_psc_alpha``, NEURON ``IntFire1``),
+every connection set a weight and delay (Golgi, stellate and basket cells inhibit),
+Poisson background into the granule cells, and a spike recorder on every cell type.
+Each granule cell excites weakly (its targets receive thousands of them).
+
+Rows: NEST at 1 and 2 threads, NEURON serially and under ``mpiexec -n 2``. Each row is
+two runs in fresh processes, one simulating 100 ms and one 1,000 ms; the build figures
+are from the 100 ms run. Columns: time to read the network, create the cells, connect
+(stored pairs) and add the devices, simulate 100 ms and 1,000 ms, peak RSS per rank
+(``VmHWM``, of the 1,000 ms run), and the connections (pairs and devices) made per rank.
+
+Then the targets: the NEST build (read + cells + connect) against ``nest.Connect`` of
+the same pairs from arrays already in memory (``nest-arrays``, at most 1.5x), NEURON at
+-n 2 against serial (simulation at least 1.8x faster, peak RSS per rank at most 0.6x).
+
+The reference framework (BSB 8.0.2 with bsb-nest 8.0.2) would go in a throw-away
+virtual environment under /tmp, never a dependency; it needs the network rebuilt in
+BSB's own storage, which this bench does not do: its row says so and is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "cerebellum.yaml"
+SIZES = {1: (400, 400), 4: (800, 800)}
+ROWS = ("nest-1", "nest-2", "neuron-1", "neuron-2")
+INHIBITORY = ("golgi", "stellate", "basket")
+
+#: one simulation in a fresh process: prints a JSON line per rank
+CHILD = r"""
+import json, sys, time
+started = time.perf_counter()
+from neuroscaffold import MPI, from_storage
+network = from_storage(sys.argv[1])
+result = network.simulate(sys.argv[2], quiet=True)
+peak = 0.0
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        peak = int(line.split()[1]) / 1024
+print(json.dumps({"rank": MPI.get_rank(), "timings": result.timings,
+                  "connections": result.connections, "devices": result.device_connections,
+                  "rss_mb": peak, "wall": time.perf_counter() - started}), flush=True)
+"""
+
+#: NEST's own speed: Create and array Connect of pairs already in memory
+ARRAYS = r"""
+import json, os, sys, time
+import numpy as np
+from neuroscaffold import from_storage
+network = from_storage(sys.argv[1])
+simulation = network.configuration.simulations[sys.argv[2]]
+pairs = {name: network.get_connectivity_set(name).load_connections()
+         for name in simulation.connection_models}
+sizes = {name: len(network.get_placement_set(name)) for name in simulation.cell_models}
+os.environ["PYNEST_QUIET"] = "1"
+import nest
+nest.set_verbosity("M_ERROR")
+nest.ResetKernel()
+started = time.perf_counter()
+first = {}
+for name, size in sizes.items():
+    first[name] = nest.Create("iaf_psc_alpha", size)[0].global_id
+created = time.perf_counter()
+for name, rows in pairs.items():
+    model = simulation.connection_models[name]
+    strategy = network.configuration.connectivity[name]
+    sources = rows[:, 0] + first[strategy.presynaptic.name]
+    targets = rows[:, 1] + first[strategy.postsynaptic.name]
+    nest.Connect(sources, targets, "one_to_one", {
+        "synapse_model": "static_synapse", "weight": np.full(len(rows), model.weight),
+        "delay": np.full(len(rows), model.delay)})
+print(json.dumps({"cells": created - started, "connect": time.perf_counter() - created}),
+      flush=True)
+"""
+
+
+def _weight(presynaptic: str) -> float:
+    """Inhibitory cells inhibit; each granule cell excites weakly (a Golgi or Purkinje
+    cell receives thousands of them), so that activity stays moderate."""
+    if presynaptic in INHIBITORY:
+        return -2.0
+    return 0.05 if presynaptic == "granule" else 1.0
+
+
+def _config(folder: Path, factor: int) -> Path:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["network"]["x"], data["network"]["z"] = SIZES[factor]
+    data.pop("simulations", None)
+    sets = data["connectivity"]
+    for label, model, scale, threads in (("nest", "iaf_psc_alpha", 20.0, 1),
+                                         ("nest2", "iaf_psc_alpha", 20.0, 2),
+                                         ("neuron", "IntFire1", 0.1, 1)):
+        simulator = "neuron" if label == "neuron" else "nest"
+        for duration in (100, 1000):
+            data.setdefault("simulations", {})[f"{label}_{duration}"] = {
+                "simulator": simulator, "duration": duration, "resolution": 0.1,
+                "threads": threads,
+                "cell_models": {name: {"model": model} for name in data["cell_types"]},
+                "connection_models": {
+                    name: {"weight": _weight(strategy["presynaptic"]) * scale,
+                           "delay": 1.0 + 0.5 * (strategy["presynaptic"] in INHIBITORY)}
+                    for name, strategy in sets.items()},
+                "devices": {
+                    "background": {"device": "poisson_generator", "rate": 20.0,
+                                   "targets": ["granule"], "weight": 3 * scale, "delay": 1.0},
+                    "spikes": {"device": "spike_recorder", "targets": list(data["cell_types"])}},
+            }
+    path = folder / f"cerebellum-sim-{factor}x.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+
+
+def _run(code: str, args: list[str], ranks: int, folder: Path) -> list[dict]:
+    script = folder / f"child_{abs(hash(code)) % 10**6}.py"
+    script.write_text(code)
+    command = [sys.executable, str(script), *args]
+    if ranks > 1:
+        mpiexec = Path(sys.executable).parent / "mpiexec"
+        command = [str(mpiexec if mpiexec.exists() else "mpiexec"), "-n", str(ranks), *command]
+    done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=3600)
+    lines = _objects(done.stdout)
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr[-3000:]}")
+    return sorted(lines, key=lambda line: line.get("rank", 0))
+
+
+def _objects(text: str) -> list[dict]:
+    """The JSON objects the ranks printed (mpiexec may join two ranks' lines)."""
+    decoder, found, at = json.JSONDecoder(), [], text.find("{")
+    while at >= 0:
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            at = text.find("{", at + 1)
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+        at = text.find("{", end)
+    return found
+
+
+def _bytecode() -> None:
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "neuroscaffold")],
+                   check=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE=""))
+
+
+def _compile(config: Path, output: Path) -> None:
+    subprocess.run([sys.executable, "-m", "neuroscaffold", "compile", str(config), "-o",
+                    str(output), "-q"], check=True, env=_env(), timeout=3600)
+
+
+def _row(network: Path, row: str, folder: Path) -> dict:
+    simulator, count = row.split("-")
+    ranks = int(count) if simulator == "neuron" else 1
+    label = "nest2" if row == "nest-2" else simulator
+    short = _run(CHILD, [str(network), f"{label}_100"], ranks, folder)
+    long = _run(CHILD, [str(network), f"{label}_1000"], ranks, folder)
+    t = short[0]["timings"]
+    return {"row": row, "read": t.get("read", 0.0) + t.get("prepare", 0.0),
+            "cells": t.get("cells", 0.0), "connect": t.get("connect", 0.0) + t.get("devices", 0.0),
+            "sim100": max(r["timings"]["simulate"] for r in short),
+            "sim1000": max(r["timings"]["simulate"] for r in long),
+            "rss": [r["rss_mb"] for r in long],
+            "connections": [r["connections"] + r["devices"] for r in long],
+            "wall": max(r["wall"] for r in long)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4], choices=sorted(SIZES))
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    args = parser.parse_args(argv)
+    _bytecode()
+    with tempfile.TemporaryDirectory(prefix="ns-bench-sim-") as tmp:
+        folder = Path(tmp)
+        print("| size | row | read (s) | create cells (s) | connect + devices (s) | simulate "
+              "100 ms (s) | simulate 1,000 ms (s) | peak RSS per rank (MB) | connections "
+              "per rank |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        targets = []
+        for factor in args.sizes:
+            network = folder / f"cerebellum-{factor}x.hdf5"
+            started = time.perf_counter()
+            _compile(_config(folder, factor), network)
+            print(f"<!-- {factor}x compiled in {time.perf_counter() - started:.1f} s -->",
+                  flush=True)
+            results = {}
+            for row in args.rows:
+                r = results[row] = _row(network, row, folder)
+                print(f"| {factor}x | {row} | {r['read']:.2f} | {r['cells']:.2f} | "
+                      f"{r['connect']:.2f} | {r['sim100']:.2f} | {r['sim1000']:.2f} | "
+                      + " + ".join(f"{v:,.0f}" for v in r["rss"]) + " | "
+                      + " + ".join(f"{v:,}" for v in r["connections"]) + " |", flush=True)
+            print(f"| {factor}x | BSB 8.0.2 + bsb-nest | skipped: needs the network rebuilt in "
+                  "BSB's storage (not done by this bench) |||||||", flush=True)
+            if "nest-1" in results:
+                arrays = _run(ARRAYS, [str(network), "nest_100"], 1, folder)[0]
+                build = results["nest-1"]["cells"] + results["nest-1"]["connect"]
+                targets.append(f"{factor}x NEST build (cells + connect + devices) "
+                               f"{build:.2f} s vs arrays in memory {arrays['cells'] + arrays['connect']:.2f} s: "
+                               f"{build / max(arrays['cells'] + arrays['connect'], 1e-9):.2f}x (target <= 1.5x)")
+            if "neuron-1" in results and "neuron-2" in results:
+                one, two = results["neuron-1"], results["neuron-2"]
+                targets.append(f"{factor}x NEURON -n 2: simulates 1,000 ms "
+                               f"{one['sim1000'] / max(two['sim1000'], 1e-9):.2f}x faster "
+                               f"(target >= 1.8x), peak RSS per rank {max(two['rss']) / one['rss'][0]:.2f}x "
+                               f"serial (target <= 0.6x), build {(one['cells'] + one['connect']) / max(two['cells'] + two['connect'], 1e-9):.2f}x faster")
+        print()
+        for line in targets:
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
