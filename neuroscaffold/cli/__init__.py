@@ -23,7 +23,7 @@ from ..exceptions import CompileInterrupted, NeuroscaffoldError
 
 __all__ = ["build_parser", "main", "program"]
 
-_COMMANDS = ("_compile", "_show", "_report", "_plot", "_reference")
+_COMMANDS = ("_compile", "_show", "_report", "_plot", "_reference", "_export")
 _OPTIONAL = frozenset({"_report", "_plot", "_reference"})  # written separately; registered when present
 
 

@@ -133,14 +133,17 @@ class HDF5Storage:
                 raise StorageError(f"{self.path}: no connectivity set '{name}'")
             return file.data("connectivity", name), file.meta(name)
 
-    def iter_rows(self, kind: str, name: str, rows: int) -> Iterator[np.ndarray]:
-        """The rows of a set, ``rows`` at a time (one read each): bounded memory."""
+    def iter_rows(self, kind: str, name: str, rows: int, start: int = 0,
+                  stop: int | None = None) -> Iterator[np.ndarray]:
+        """The rows ``start:stop`` of a set (default: all), ``rows`` at a time (one read
+        each): bounded memory."""
         with self._finished() as file:
             if name not in file.names(kind):
                 raise StorageError(f"{self.path}: no {kind} set '{name}'")
             dataset = file.dataset(kind, name)
-            for start in range(0, dataset.shape[0], rows):
-                yield dataset[start:start + rows]
+            end = dataset.shape[0] if stop is None else min(stop, dataset.shape[0])
+            for first in range(max(start, 0), end, rows):
+                yield dataset[first:min(first + rows, end)]
 
     def connectivity_meta(self, name: str) -> tuple[int, dict[str, str]]:
         with self._finished() as file:
