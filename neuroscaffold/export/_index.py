@@ -62,7 +62,8 @@ class Buckets:
     """The nodes cut into runs of nodes whose ranges fit in one bucket, from the run
     count of every node."""
 
-    def __init__(self, counts: np.ndarray, budget: int = BUCKET_RANGES):
+    def __init__(self, counts: np.ndarray, budget: int | None = None):
+        budget = budget or BUCKET_RANGES
         self.counts = counts
         self.ends = np.cumsum(counts)  # range rows up to and including each node
         self.firsts = self.ends - counts  # each node's first range row

@@ -151,10 +151,12 @@ def write_simulation(staging: Path, storage: HDF5Storage, plan: SimulationExport
         write_json(models / f"{node_set.name}.json", model.model_parameters())
         rows.append([node_set.type_id, node_set.name, "point_neuron", f"nest:{model.model}",
                      f"{node_set.name}.json"])
-    for node_set in plan.nodes:
-        rows.append([node_set.type_id, node_set.name, "virtual", "NULL", "NULL"])
     write_table(folder / "node_types.csv", ["node_type_id", "pop_name", "model_type",
                                             "model_template", "dynamics_params"], rows)
+    # virtual populations have their own table: BMTK reads a model_template of every
+    # row of a population's table that has the column
+    write_table(folder / "virtual_node_types.csv", ["node_type_id", "pop_name", "model_type"],
+                [[n.type_id, n.name, "virtual"] for n in plan.nodes])
     rows = []
     for edge_set in plan.sets:
         (synapse,) = simulation.connection_models[edge_set.name].synapse_list()

@@ -238,6 +238,7 @@ def _create_nodes(staging: Path, node_set: NodeSet) -> dict[str, Column]:
         group = plain_group(population, "0")
         n = node_set.count
         columns = {
+            "node_id": allocate(population, "node_id", n, "<u8"),  # BMTK needs it
             "node_type_id": allocate(population, "node_type_id", n, "<i8"),
             "node_group_id": allocate(population, "node_group_id", n, "<u4"),
             "node_group_index": allocate(population, "node_group_index", n, "<u8"),
@@ -318,6 +319,7 @@ def _write_nodes(storage: HDF5Storage, node_set: NodeSet, columns: dict[str, Col
         end = min(first + ROWS, stop)
         writer.write(columns["node_type_id"], first, np.full(end - first, node_set.type_id))
         writer.write(columns["node_group_id"], first, np.zeros(end - first))
+        writer.write(columns["node_id"], first, np.arange(first, end))
         writer.write(columns["node_group_index"], first, np.arange(first, end))
     if not node_set.virtual and stop > start:
         first = start
@@ -417,7 +419,8 @@ def circuit_config(nodes: list[NodeSet], edges: list[EdgeSet], types: str,
         "manifest": {"$BASE_DIR": "."},
         "networks": {
             "nodes": [{"nodes_file": f"$BASE_DIR/{n.file}",
-                       "node_types_file": f"$BASE_DIR/{types}/node_types.csv",
+                       "node_types_file": f"$BASE_DIR/{types}/"
+                                          f"{'virtual_' if n.virtual else ''}node_types.csv",
                        "populations": {n.name: {"type": "virtual" if n.virtual else "point_neuron"}}}
                       for n in nodes],
             "edges": [{"edges_file": f"$BASE_DIR/{e.file}",
