@@ -153,8 +153,8 @@ class RunSpiller:
 
 def write_bucket(buckets: Buckets, bucket: int, parts: Iterable[Path], column: Column,
                  writer: ColumnWriter) -> None:
-    """Pass 3: sort the records of one bucket (from every rank's scratch file) and
-    write them as rows of ``range_to_edge_id``."""
+    """Pass 3: sort the records of one bucket (from every rank's scratch file, given
+    in rank order) and write them as rows of ``range_to_edge_id``."""
     first, end = buckets.rows(bucket)
     pieces = [np.fromfile(path, dtype=_RECORD).reshape(-1, 3) for path in parts
               if path.exists()]
@@ -162,7 +162,9 @@ def write_bucket(buckets: Buckets, bucket: int, parts: Iterable[Path], column: C
     if len(records) != end - first:
         raise RuntimeError(f"index bucket {bucket}: {len(records)} runs found, "
                            f"{end - first} counted")
-    order = np.lexsort((records[:, 1], records[:, 0]))
+    # every rank's records are in edge order and the ranks' rows follow each other, so
+    # a stable sort by node alone gives each node's runs in edge order
+    order = np.argsort(records[:, 0], kind="stable")
     writer.write(column, first, records[order, 1:])
 
 

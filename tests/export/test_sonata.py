@@ -280,7 +280,7 @@ def test_a_cell_type_of_the_simulation_without_a_cell_model(tmp_path, capsys):
         file.create_dataset("configuration", data=json.dumps(config))
     err = _error(capsys, "export", str(network), "--sonata", str(tmp_path / "o"),
                  "--simulation", "basal")
-    assert "'interneuron'" in err and "no cell model" in err and "pyramidal_to_interneuron" in err
+    assert "'interneuron'" in err and "no cell model" in err and ".connection_models." in err
 
 
 if __name__ == "__main__":
