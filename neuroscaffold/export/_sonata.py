@@ -184,6 +184,9 @@ def export_sonata(network: Any, directory: str | os.PathLike, simulation: str | 
     def prepare() -> Request:
         check_finished(storage)
         check_target(directory, force)
+        if storage.path.resolve().is_relative_to(directory.resolve()):
+            raise StorageError(f"{directory}: holds the network {storage.path}; export to "
+                               "another directory")
         nodes, edges = circuit_sets(storage)
         extra = None
         if simulation is not None:

@@ -248,6 +248,15 @@ def test_an_existing_directory_is_replaced_only_with_force(networks, tmp_path, c
     assert not list(tmp_path.glob(".out.*"))  # no staging or old directory left
 
 
+def test_the_directory_of_the_network_itself_is_refused(networks, tmp_path, capsys):
+    inside = tmp_path / "folder"
+    inside.mkdir()
+    network = inside / "net.hdf5"
+    network.write_bytes(networks["small"].read_bytes())
+    err = _error(capsys, "export", str(network), "--sonata", str(inside), "--force")
+    assert "holds the network" in err and network.exists()
+
+
 def test_an_unfinished_network_is_refused_with_how_to_resume(tmp_path, capsys):
     path = tmp_path / "net.hdf5"
     storage = HDF5Storage(path)
