@@ -38,6 +38,7 @@ LAYERS: list[set[str]] = [
     {"simulation"},  # the simulator adapters and their driver
     {"network"},
     {"plot", "activity"},
+    {"export"},  # SONATA: reads a network through storage only
     {"cli"},
     {"__main__", ""},  # "": the package's lazy public face, above everything
 ]

@@ -25,7 +25,7 @@ from ..exceptions import CompileInterrupted, NeuroscaffoldError, NeuroscaffoldWa
 
 __all__ = ["FailedAlone", "FailedElsewhere", "build_parser", "main", "program"]
 
-_COMMANDS = ("_compile", "_show", "_report", "_plot", "_reference", "_simulate")
+_COMMANDS = ("_compile", "_show", "_report", "_plot", "_reference", "_simulate", "_export")
 _OPTIONAL = frozenset({"_report", "_plot", "_reference"})  # written separately; registered when present
 
 

@@ -163,18 +163,20 @@ class HDF5Storage:
             _check_pairs(self.path, name, pairs, 0, _populations(file, meta))
             return pairs, meta
 
-    def iter_rows(self, kind: str, name: str, rows: int) -> Iterator[np.ndarray]:
-        """The rows of a set, ``rows`` at a time (one read each): bounded memory.
-        Connections are checked like :meth:`read_connections`'s."""
+    def iter_rows(self, kind: str, name: str, rows: int, start: int = 0,
+                  stop: int | None = None) -> Iterator[np.ndarray]:
+        """The rows ``start:stop`` of a set (default: all), ``rows`` at a time (one read
+        each): bounded memory. Connections are checked like :meth:`read_connections`'s."""
         with self._finished() as file:
             if name not in file.names(kind):
                 raise StorageError(f"{self.path}: no {kind} set '{name}'")
             dataset = file.dataset(kind, name)
             sizes = _populations(file, file.meta(name)) if kind == "connectivity" else None
-            for start in range(0, dataset.shape[0], rows):
-                piece = dataset[start:start + rows]
+            end = dataset.shape[0] if stop is None else min(stop, dataset.shape[0])
+            for first in range(max(start, 0), end, rows):
+                piece = dataset[first:min(first + rows, end)]
                 if sizes is not None:
-                    _check_pairs(self.path, name, piece, start, sizes)
+                    _check_pairs(self.path, name, piece, first, sizes)
                 yield piece
 
     def connectivity_meta(self, name: str) -> tuple[int, dict[str, str]]:

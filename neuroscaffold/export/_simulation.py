@@ -1,0 +1,234 @@
+"""``--simulation SIM``: what BMTK's PointNet needs to run one simulation of the network.
+
+The simulation is read from the ``simulations:`` section of the stored configuration
+with its own schema (:mod:`neuroscaffold.simulation.schema`), detached: no strategy's
+code is imported. What it adds to the export (all under ``simulation/``):
+
+* ``node_types.csv`` / ``edge_types.csv``: ``model_type: point_neuron``,
+  ``model_template: nest:<model>``, ``dynamics_params`` files, ``syn_weight``, ``delay``;
+* ``components/``: the cell models' and synapses' parameters as JSON files;
+* a virtual population per ``poisson_generator`` (one node per target cell, one edge
+  to it) and its spike trains, drawn here from the simulation's seed (BMTK has no
+  Poisson input): a SONATA spike file given to BMTK as input;
+* ``circuit_config.json`` (the simulated populations and sets only: a cell type
+  without a cell model, a set without a connection model, is not simulated), and at
+  the top ``simulation_config.json``, which ``pointnet.Config.from_json`` reads.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..exceptions import ConfigurationError
+from ..storage import HDF5Storage
+from ._sonata import EdgeSet, NodeSet, circuit_config, write_json, write_table
+
+__all__ = ["SimulationExport", "plan_simulation", "read_simulation", "write_simulation"]
+
+FOLDER = "simulation"
+SIMULATION_CONFIG = "simulation_config.json"
+_SPIKE_BLOCK = 1 << 16  # virtual nodes whose trains are drawn at a time
+
+
+def read_simulation(configuration: dict[str, Any], name: str) -> Any:
+    """The simulation ``name`` of a stored configuration (its JSON mapping), as the
+    schema's :class:`~neuroscaffold.simulation.schema.Simulation`, detached from the
+    rest of the configuration; one-line errors for a name that is not there."""
+    from ..simulation.schema import Simulation
+
+    simulations = configuration.get("simulations") or {}
+    if name not in simulations:
+        if not simulations:
+            raise ConfigurationError(f"simulations: no simulation '{name}': the network's "
+                                     "configuration has no simulations section")
+        hint = difflib.get_close_matches(name, list(simulations), n=1)
+        suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise ConfigurationError(f"simulations: no simulation '{name}'{suffix}; the network "
+                                 "has " + ", ".join(f"'{k}'" for k in simulations))
+    simulation = Simulation(simulations[name])
+    simulation._config_key = name
+    return simulation
+
+
+@dataclass
+class SimulationExport:
+    """What the simulation adds, decided on the main rank."""
+
+    name: str
+    simulation: Any
+    seed: int
+    cells: list[NodeSet]  #: the simulated cell types' populations
+    sets: list[EdgeSet]  #: the simulated connection sets
+    nodes: list[NodeSet] = field(default_factory=list)  #: virtual populations (devices)
+    edges: list[EdgeSet] = field(default_factory=list)  #: devices' edges
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)  #: device -> spikes
+
+
+def plan_simulation(storage: HDF5Storage, name: str, nodes: list[NodeSet],
+                    edges: list[EdgeSet]) -> SimulationExport:
+    """Check simulation ``name`` against the stored network and plan its files."""
+    configuration = storage.read_configuration()
+    simulation = read_simulation(configuration, name)
+    where = f"simulations.{name}"
+    by_type = {n.name: n for n in nodes}
+    by_set = {e.name: e for e in edges}
+    for cell_type in simulation.cell_models:
+        if cell_type not in by_type:
+            raise ConfigurationError(f"{where}.cell_models.{cell_type}: the network has no "
+                                     f"cells of type '{cell_type}'")
+    sets = []
+    for set_name, model in simulation.connection_models.items():
+        if set_name not in by_set:
+            raise ConfigurationError(f"{where}.connection_models.{set_name}: the network has "
+                                     f"no connection set '{set_name}'")
+        edge_set = by_set[set_name]
+        for role, cell_type in (("presynaptic", edge_set.pre), ("postsynaptic", edge_set.post)):
+            if cell_type not in simulation.cell_models:
+                raise ConfigurationError(
+                    f"{where}.connection_models.{set_name}: connects cell type "
+                    f"'{cell_type}' (its {role} type), which has no cell model: add "
+                    f"{where}.cell_models.{cell_type}")
+        if len(model.synapse_list()) != 1:
+            raise ConfigurationError(f"{where}.connection_models.{set_name}: "
+                                     f"{len(model.synapse_list())} synapses per pair; a "
+                                     "SONATA edge has one type, so the export takes one")
+        sets.append(edge_set)
+    seed = simulation.seed if simulation.seed is not None else int(configuration.get("seed", 0) or 0)
+    plan = SimulationExport(name, simulation, seed,
+                            [by_type[t] for t in by_type if t in simulation.cell_models], sets)
+    node_type, edge_type = len(nodes), len(edges)
+    for device_name, device in simulation.devices.items():
+        targets = device.target_types()
+        for cell_type in targets:
+            if cell_type not in simulation.cell_models:
+                raise ConfigurationError(f"{where}.devices.{device_name}: targets cell type "
+                                         f"'{cell_type}', which has no cell model: add "
+                                         f"{where}.cell_models.{cell_type}")
+        if device.device == "spike_recorder":
+            continue  # BMTK records every spike of the simulated cells
+        if device.device != "poisson_generator":
+            raise ConfigurationError(f"{where}.devices.{device_name}: a {device.device} has no "
+                                     "SONATA/BMTK form in this export (poisson_generator and "
+                                     "spike_recorder do)")
+        count = sum(by_type[t].count for t in targets)
+        plan.nodes.append(NodeSet(device_name, count, node_type, virtual=True, folder=FOLDER))
+        node_type += 1
+        offset = 0
+        for cell_type in targets:
+            size = by_type[cell_type].count
+            plan.edges.append(EdgeSet(f"{device_name}_to_{cell_type}", device_name, cell_type,
+                                      size, edge_type, count, size, source_offset=offset,
+                                      folder=FOLDER))
+            edge_type += 1
+            offset += size
+        parameters = device.device_parameters()
+        plan.inputs[device_name] = {"count": count, "rate": float(parameters.get("rate", 0.0)),
+                                    "start": float(parameters.get("start", 0.0)),
+                                    "stop": float(parameters.get("stop", simulation.duration)),
+                                    "origin": float(parameters.get("origin", 0.0)),
+                                    "weight": device.weight, "delay": device.delay,
+                                    "number": len(plan.inputs)}
+    return plan
+
+
+def write_simulation(staging: Path, storage: HDF5Storage, plan: SimulationExport) -> None:
+    """Main rank: the simulation's tables, parameter files, spike trains and configs."""
+    simulation = plan.simulation
+    folder = staging / FOLDER
+    models = folder / "components" / "point_neuron_models"
+    synapses = folder / "components" / "synaptic_models"
+    models.mkdir(parents=True)
+    synapses.mkdir(parents=True)
+    rows = []
+    for node_set in plan.cells:
+        model = simulation.cell_models[node_set.name]
+        write_json(models / f"{node_set.name}.json", model.model_parameters())
+        rows.append([node_set.type_id, node_set.name, "point_neuron", f"nest:{model.model}",
+                     f"{node_set.name}.json"])
+    write_table(folder / "node_types.csv", ["node_type_id", "pop_name", "model_type",
+                                            "model_template", "dynamics_params"], rows)
+    # virtual populations have their own table: BMTK reads a model_template of every
+    # row of a population's table that has the column
+    write_table(folder / "virtual_node_types.csv", ["node_type_id", "pop_name", "model_type"],
+                [[n.type_id, n.name, "virtual"] for n in plan.nodes])
+    rows = []
+    for edge_set in plan.sets:
+        (synapse,) = simulation.connection_models[edge_set.name].synapse_list()
+        parameters = dict(synapse.model_parameters())
+        if synapse.receptor_type is not None:
+            parameters["receptor_type"] = synapse.receptor_type
+        write_json(synapses / f"{edge_set.name}.json", parameters)
+        rows.append([edge_set.type_id, edge_set.name, f"nest:{synapse.model}",
+                     f"{edge_set.name}.json", repr(float(synapse.weight)),
+                     repr(float(synapse.delay))])
+    for edge_set in plan.edges:
+        device = simulation.devices[edge_set.pre]
+        parameters = {} if device.receptor_type is None else {"receptor_type": device.receptor_type}
+        write_json(synapses / f"{edge_set.name}.json", parameters)
+        rows.append([edge_set.type_id, edge_set.name, "nest:static_synapse",
+                     f"{edge_set.name}.json", repr(float(device.weight)),
+                     repr(float(device.delay))])
+    write_table(folder / "edge_types.csv", ["edge_type_id", "pop_name", "model_template",
+                                            "dynamics_params", "syn_weight", "delay"], rows)
+    circuit = circuit_config([*plan.cells, *plan.nodes], [*plan.sets, *plan.edges], FOLDER, {
+        "point_neuron_models_dir": f"$BASE_DIR/{FOLDER}/components/point_neuron_models",
+        "synaptic_models_dir": f"$BASE_DIR/{FOLDER}/components/synaptic_models"})
+    circuit["manifest"] = {"$BASE_DIR": "${configdir}/.."}
+    write_json(folder / "circuit_config.json", circuit)
+    inputs = {}
+    for device_name, spec in plan.inputs.items():
+        spikes = f"{FOLDER}/spikes_{device_name}.h5"
+        write_poisson_trains(staging / spikes, device_name, spec, plan.seed,
+                             simulation.resolution)
+        inputs[device_name] = {"input_type": "spikes", "module": "sonata",
+                               "input_file": f"$BASE_DIR/{spikes}", "node_set": device_name}
+    write_json(staging / SIMULATION_CONFIG, {
+        "manifest": {"$BASE_DIR": "${configdir}", "$OUTPUT_DIR": "$BASE_DIR/output"},
+        "target_simulator": "NEST",
+        "run": {"tstop": float(simulation.duration), "dt": float(simulation.resolution)},
+        "network": f"$BASE_DIR/{FOLDER}/circuit_config.json",
+        "inputs": inputs,
+        "output": {"output_dir": "$OUTPUT_DIR", "log_file": "log.txt",
+                   "spikes_file": "spikes.h5", "overwrite_output_dir": True,
+                   "quiet_simulator": True},
+        "neuroscaffold": {"simulation": plan.name, "seed": plan.seed,
+                          "threads": int(simulation.threads)},
+    })
+
+
+def write_poisson_trains(path: Path, population: str, spec: dict[str, Any], seed: int,
+                         resolution: float) -> None:
+    """Independent Poisson trains, one per virtual node, on the simulation's time grid
+    (NEST's spike generators take grid times), drawn block by block from a stream
+    keyed by (seed, device, block): the same trains whatever the machine or rank count."""
+    start = spec["origin"] + spec["start"]
+    stop = spec["origin"] + spec["stop"]
+    span = max(stop - start, 0.0)
+    mean = spec["rate"] * span / 1000.0
+    sorting = h5py.enum_dtype({"none": 0, "by_id": 1, "by_time": 2}, basetype=np.uint8)
+    with h5py.File(path, "w", locking=False) as file:
+        group = file.create_group(f"spikes/{population}")
+        group.attrs.create("sorting", 1, dtype=sorting)  # by_id
+        times = group.create_dataset("timestamps", shape=(0,), maxshape=(None,),
+                                     dtype="<f8", chunks=(1 << 16,))
+        times.attrs["units"] = "ms"
+        ids = group.create_dataset("node_ids", shape=(0,), maxshape=(None,), dtype="<u8",
+                                   chunks=(1 << 16,))
+        for block, first in enumerate(range(0, spec["count"], _SPIKE_BLOCK)):
+            n = min(_SPIKE_BLOCK, spec["count"] - first)
+            rng = np.random.default_rng([seed, spec["number"], block])
+            counts = rng.poisson(mean, n) if mean > 0 else np.zeros(n, dtype=np.int64)
+            node = np.repeat(np.arange(first, first + n, dtype=np.uint64), counts)
+            steps = np.floor(rng.uniform(start, stop, int(counts.sum())) / resolution) + 1
+            order = np.lexsort((steps, node))
+            at = len(times)
+            times.resize((at + len(node),))
+            ids.resize((at + len(node),))
+            times[at:] = steps[order] * resolution
+            ids[at:] = node[order]
