@@ -79,7 +79,7 @@ DOCUMENTED_EXTRAS = {
         "NeuroscaffoldError", "UnknownServiceError", "StorageError", "JobSchedulingError",
         "InvalidStateError", "RemoteJobError", "ListenerError", "ParallelError",
         "InternalError", "PoolInterrupted", "CompileInterrupted", "CorruptDataError",
-        "DiskFullError", "DamagedFileError",
+        "DiskFullError", "DamagedFileError", "SimulationError", "SimulationInterrupted",
         "PackingError", "StrategyError", "NeuroscaffoldWarning",
     },
     "neuroscaffold.services": {"FallbackProvider", "registered_services", "unregister_service"},
