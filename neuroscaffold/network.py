@@ -45,6 +45,7 @@ class Network:
         configuration._attach(self)
         self.configuration: Configuration = configuration
         self.storage: HDF5Storage = _as_storage(storage)
+        self.storage.source_folder = configuration.folder
 
     def __repr__(self) -> str:
         return f"<Network {self.configuration.name!r} at {str(self.storage.path)!r}>"
@@ -270,7 +271,8 @@ def from_storage(path: str | os.PathLike) -> Network:
     received from someone else, or built with strategies not importable here, reads
     the same); compiling it again imports them (:meth:`Configuration.imported`)."""
     storage = HDF5Storage(path)
-    return Network(Configuration.from_stored(storage.read_configuration()), storage)
+    configuration = storage.read_configuration()
+    return Network(Configuration.from_stored(configuration, storage.header().folder), storage)
 
 
 def _as_configuration(config: Any) -> Configuration:

@@ -157,6 +157,25 @@ def test_jobs_find_the_module_in_the_configurations_folder(built, tmp_path):
     assert lines[1] == "[] 540"
 
 
+def test_the_network_records_its_configurations_folder(built, tmp_path):
+    # The folder the configuration was loaded from is recorded in the network file, so
+    # that a network read back (from anywhere) compiles again with its own strategies:
+    # here a copy of it recompiled with clear=True from another folder.
+    code = (
+        "import shutil\n"
+        "from neuroscaffold.network import from_storage\n"
+        f"shutil.copy({str(built / 'own.hdf5')!r}, 'copy.hdf5')\n"
+        "network = from_storage('copy.hdf5')\n"
+        "print(network.configuration.folder)\n"
+        "network.compile(clear=True, quiet=True)\n"
+        "print(network.configuration.deferred(), from_storage('copy.hdf5').configuration.folder)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=base_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [str(built.resolve()), f"[] {built.resolve()}"]
+
+
 def test_append_and_resume_find_the_module_next_to_the_configuration(built, tmp_path):
     # The compile command, run from another folder, imports the strategies from the
     # configuration's folder when it runs their jobs (--append adds a connection set).

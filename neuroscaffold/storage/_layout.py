@@ -48,6 +48,9 @@ class Header:
     complete: bool
     configuration: str  #: JSON text
     parts: str | None  #: name of the parts directory of an unfinished network
+    #: the folder of the configuration file the network was compiled from (where the
+    #: modules of its own strategies are looked for when its jobs run again), if any
+    folder: str | None = None
 
 
 def _is_hdf5(path: Path) -> bool:
@@ -98,10 +101,12 @@ def read_header(path: Path) -> Header:
                                    f"this neuroscaffold reads version {FORMAT_VERSION}")
             configuration = file["configuration"][()]
             parts = file.attrs.get("parts")
+            folder = file.attrs.get("configuration_folder")
             return Header(bool(file.attrs.get("complete", False)),
                           configuration.decode() if isinstance(configuration, bytes)
                           else str(configuration),
-                          str(parts) if parts else None)
+                          str(parts) if parts else None,
+                          str(folder) if folder else None)
         except StorageError:
             raise
         except (OSError, KeyError, ValueError, RuntimeError) as error:
@@ -132,22 +137,27 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _write_header(file: h5py.File, configuration: str, complete: bool, parts: str | None):
+def _write_header(file: h5py.File, configuration: str, complete: bool, parts: str | None,
+                  folder: str | None = None):
     file.attrs["format"] = FORMAT
     file.attrs["format_version"] = FORMAT_VERSION
     file.attrs["complete"] = complete
     if parts:
         file.attrs["parts"] = parts
+    if folder:
+        file.attrs["configuration_folder"] = folder
     file.create_dataset("configuration", data=configuration)
 
 
-def write_stub(path: Path, configuration: str, parts: str) -> None:
+def write_stub(path: Path, configuration: str, parts: str, folder: str | None = None) -> None:
     """Write the stub of an unfinished network at ``path`` (atomically)."""
-    _replace_atomically(path, lambda file: _write_header(file, configuration, False, parts))
+    _replace_atomically(path, lambda file: _write_header(file, configuration, False, parts,
+                                                         folder))
 
 
 def create_network_file(path: Path, configuration: str, tables: dict[tuple[str, str], BlockTable],
-                        meta: dict[str, dict[str, str]]) -> dict[tuple[str, str], int]:
+                        meta: dict[str, dict[str, str]],
+                        folder: str | None = None) -> dict[tuple[str, str], int]:
     """Create the complete network file ``path`` with every set's dataset allocated
     but not written; return each non-empty dataset's byte offset in the file.
 
@@ -157,7 +167,7 @@ def create_network_file(path: Path, configuration: str, tables: dict[tuple[str, 
     """
     offsets = {}
     with h5py.File(path, "w", locking=False) as file:
-        _write_header(file, configuration, True, None)
+        _write_header(file, configuration, True, None, folder)
         for kind in ("placement", "connectivity"):
             file.create_group(kind)
         for (kind, name), table in sorted(tables.items()):

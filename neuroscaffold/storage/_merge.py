@@ -123,7 +123,8 @@ def _copy_range(source: int, out: int, copy: Copy) -> None:
 
 
 def merge(mpi: Any, path: Path, parts: PartsDir, configuration: str, base: Path | None,
-          meta: dict[str, dict[str, str]], on_main_done=None) -> dict[tuple[str, str], int]:
+          meta: dict[str, dict[str, str]], on_main_done=None,
+          folder: str | None = None) -> dict[tuple[str, str], int]:
     """Write the complete network at ``path`` (collective); return its set sizes.
 
     Args:
@@ -133,6 +134,7 @@ def merge(mpi: Any, path: Path, parts: PartsDir, configuration: str, base: Path 
         base: the network the new one starts from (an append, or a pool session on a
             network); None for a new network.
         meta: connection set -> its attributes.
+        folder: the configuration's folder, recorded in the file (see ``Header.folder``).
         on_main_done: called on the main rank at the end, once the new file is in
             place and the parts are removed.
     """
@@ -144,7 +146,7 @@ def merge(mpi: Any, path: Path, parts: PartsDir, configuration: str, base: Path 
         try:
             tables = plan_tables(parts, base)
             sizes = {key: len(table) for key, table in tables.items()}
-            offsets = create_network_file(target, configuration, tables, meta)
+            offsets = create_network_file(target, configuration, tables, meta, folder)
             _reserve(target)
             copies = [
                 Copy(block.path, block.offset,

@@ -70,6 +70,9 @@ class HDF5Storage:
         # stays a link (to the new network).
         self.path = Path(os.path.realpath(path)) if path.is_symlink() else path
         self.parts = PartsDir(parts_path(self.path))
+        #: the folder of the configuration file being compiled, recorded in the stub
+        #: and the network file (``Header.folder``); set by the network that writes
+        self.source_folder: str | None = None
         self._lock: WriterLock | None = None  # held by the main rank while writing
         self._writer: ShardWriter | None = None
         self._session: SessionInfo | None = None
@@ -273,7 +276,7 @@ class HDF5Storage:
                 })
             self._remove_leftovers()
             if stub and not base:
-                write_stub(self.path, configuration, self.parts.path.name)
+                write_stub(self.path, configuration, self.parts.path.name, self.source_folder)
         except BaseException:
             lock.release()
             raise
@@ -390,7 +393,7 @@ class HDF5Storage:
             if self._writer is not None:
                 self._writer.close()
             merge(mpi, self.path, self.parts, configuration, base, meta,
-                  on_main_done=self._end_on_main)
+                  on_main_done=self._end_on_main, folder=self.source_folder)
         finally:
             self._writer = None
             self._session = None
