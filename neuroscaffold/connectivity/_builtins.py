@@ -8,6 +8,7 @@ from scipy.spatial import cKDTree
 from .. import config
 from ..config import types
 from ..chunks import Chunk, chunk_indices_in_box
+from ..placement import CellEstimates, partner_estimate
 from ._cells import CellSelection
 from ._strategy import ConnectionStrategy
 
@@ -24,6 +25,14 @@ class AllToAll(ConnectionStrategy):
         pairs[:, :, 0] = np.arange(len(pre))
         pairs[:, :, 1] = np.arange(len(post))[:, None]
         return pairs.reshape(-1, 2)
+
+    def estimate_connections(self, chunk: Chunk, cells: CellEstimates) -> float | None:
+        pre, post = cells.total(self.presynaptic.name), cells.in_chunk(self.postsynaptic.name, chunk)
+        if pre is None or post is None:
+            return None
+        if self.presynaptic.name == self.postsynaptic.name and not self.autapses:
+            return post * max(pre - 1, 0.0)
+        return pre * post
 
 
 @config.node
@@ -42,6 +51,16 @@ class DistanceConnectivity(ConnectionStrategy):
     def presynaptic_chunks(self, chunk: Chunk) -> np.ndarray:
         grid = self.scaffold_chunk_size()
         return chunk_indices_in_box(chunk.ldc - self.radius, chunk.mdc + self.radius, grid)
+
+    def estimate_connections(self, chunk: Chunk, cells: CellEstimates) -> float | None:
+        volume = 4.0 / 3.0 * np.pi * self.radius ** 3
+        probability = self.probability
+
+        def partners(distances: np.ndarray, density: np.ndarray) -> np.ndarray:
+            return volume * probability * density.mean(axis=1)
+
+        return partner_estimate(cells, chunk, self.postsynaptic.name, self.presynaptic.name,
+                                self.radius, partners)
 
     def connect(self, pre: CellSelection, post: CellSelection) -> np.ndarray:
         close = cKDTree(post.positions).sparse_distance_matrix(

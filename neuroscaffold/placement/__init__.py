@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from ._builtins import FixedPositions, LatticePlacement, RandomPlacement
 from ..chunks import Chunk, apportion, chunks_in_box
+from ._estimates import CellEstimates, partner_estimate
 from ._indicators import CellIndicator, Indicators
 from ._partitions import Box, Layer, Partition
 from ._strategy import PlacementStrategy
 
 __all__ = [
     "Box",
+    "CellEstimates",
     "CellIndicator",
     "Chunk",
     "FixedPositions",
@@ -28,4 +30,5 @@ __all__ = [
     "RandomPlacement",
     "apportion",
     "chunks_in_box",
+    "partner_estimate",
 ]
