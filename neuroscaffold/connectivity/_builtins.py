@@ -10,6 +10,7 @@ from ..config import types
 from ..chunks import Chunk, chunk_indices_in_box
 from ..placement import CellEstimates, partner_estimate
 from ._cells import CellSelection
+from ._kernels import optional_kernel
 from ._strategy import ConnectionStrategy
 
 __all__ = ["AllToAll", "DistanceConnectivity"]
@@ -37,7 +38,8 @@ class AllToAll(ConnectionStrategy):
 
 @config.node
 class DistanceConnectivity(ConnectionStrategy):
-    """Pairs no farther apart than ``radius`` (µm), each kept with ``probability``.
+    """Pairs no farther apart than ``radius`` (µm), each kept with ``probability``,
+    times ``kernel.probability(d)`` when a distance ``kernel`` is given.
 
     A job looks for presynaptic cells only in the chunks within ``radius`` of its own,
     with a KD-tree over them.
@@ -47,6 +49,16 @@ class DistanceConnectivity(ConnectionStrategy):
                          doc="largest distance between connected cells (µm)")
     probability = config.attr(type=types.number(min=0, max=1), default=1.0,
                               doc="chance that a pair within the radius is connected")
+    kernel = optional_kernel(doc="distance-dependent chance, multiplied with "
+                         "'probability': {type: gaussian, sigma: µm, peak: p} or "
+                         "{type: exponential, scale: µm, peak: p}; 'radius' stays the cut-off")
+
+    def chance(self, distances: np.ndarray) -> np.ndarray:
+        """The chance that a pair at each of ``distances`` (within the radius) connects."""
+        chance = np.full(np.shape(distances), float(self.probability))
+        if self.kernel is not None:
+            chance *= self.kernel.probability(distances)
+        return chance
 
     def presynaptic_chunks(self, chunk: Chunk) -> np.ndarray:
         grid = self.scaffold_chunk_size()
@@ -54,10 +66,9 @@ class DistanceConnectivity(ConnectionStrategy):
 
     def estimate_connections(self, chunk: Chunk, cells: CellEstimates) -> float | None:
         volume = 4.0 / 3.0 * np.pi * self.radius ** 3
-        probability = self.probability
 
         def partners(distances: np.ndarray, density: np.ndarray) -> np.ndarray:
-            return volume * probability * density.mean(axis=1)
+            return volume * (density * self.chance(distances)).mean(axis=1)
 
         return partner_estimate(cells, chunk, self.postsynaptic.name, self.presynaptic.name,
                                 self.radius, partners)
@@ -67,7 +78,10 @@ class DistanceConnectivity(ConnectionStrategy):
             cKDTree(pre.positions), self.radius, output_type="ndarray"
         )
         pairs = np.column_stack([close["j"], close["i"]]).astype(np.int64)
-        pairs = pairs[np.lexsort((pairs[:, 0], pairs[:, 1]))]
+        order = np.lexsort((pairs[:, 0], pairs[:, 1]))
+        pairs = pairs[order]
+        if self.kernel is not None:
+            return pairs[self.rng().random(len(pairs)) < self.chance(close["v"][order])]
         if self.probability < 1:
             pairs = pairs[self.rng().random(len(pairs)) < self.probability]
         return pairs
