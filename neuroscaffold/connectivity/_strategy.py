@@ -23,6 +23,7 @@ __all__ = ["ConnectionStrategy"]
     builtins={
         "all_to_all": "neuroscaffold.connectivity._builtins.AllToAll",
         "distance": "neuroscaffold.connectivity._builtins.DistanceConnectivity",
+        "fixed_indegree": "neuroscaffold.connectivity._degree.FixedIndegree",
     },
 )
 class ConnectionStrategy(ChunkedStrategy):
