@@ -260,4 +260,20 @@ def build_reference() -> str:
             cls = import_object(known[short])
             lines += node_section(f"{key}: {short}", cls, level="###", skip=inherited)
     lines += _simulation_reference()
+    lines += _kernel_reference()
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _kernel_reference() -> list[str]:
+    """The section of the distance kernels (the ``kernel:`` key of ``distance``)."""
+    from .connectivity._kernels import Kernel
+
+    key, known = builtins_of(Kernel)
+    lines = ["## kernel <a id=\"kernel\"></a>", "",
+             f"`kernel:` of a `distance` rule; `{key}:` picks the kind: "
+             + ", ".join(f"`{short}`" for short in sorted(known)) + ".", "",
+             "Keys of every kernel:", ""] + key_table(Kernel) + [""]
+    for short in sorted(known):
+        lines += node_section(f"{key}: {short}", import_object(known[short]), level="###",
+                              skip=tuple(Kernel._config_attrs))
+    return lines

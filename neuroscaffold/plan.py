@@ -17,7 +17,6 @@ estimate errors (never the geometry errors).
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .exceptions import ConfigurationError
+from .placement import CellEstimates
 
 __all__ = [
     "MAX_CHUNKS",
@@ -54,6 +54,13 @@ PLACE_BYTES_PER_CELL = 64
 CACHE_BYTES_PER_CELL = 56
 #: Bytes a connection job needs per pair it finds (search result, pairs, sorting).
 CONNECT_BYTES_PER_PAIR = 72
+#: Bytes of a compiling process before any data: the interpreter with numpy, scipy,
+#: h5py and the pool loaded (measured: 86 MB for the 1x example serially, of which the
+#: data is ~2 MB), and what a rank adds under mpiexec (MPI's buffers: 104 MB per rank).
+PROCESS_BYTES, MPI_RANK_BYTES = 80 * 2**20, 17 * 2**20
+#: Bytes a rank holds per cell of the network while it compiles (block tables, the
+#: merge's index; measured: 103 MB at 8x, 770,272 cells, serially).
+NETWORK_BYTES_PER_CELL = 24
 
 _AXES = "xyz"
 
@@ -163,9 +170,13 @@ class Plan:
 
     @property
     def rank_memory(self) -> float:
-        """Estimated peak bytes of one rank: its largest job plus the cells a
-        connection strategy keeps while its jobs run."""
-        return max([s.job_memory + s.cache_memory for s in self.strategies] or [0.0])
+        """Estimated peak bytes of one rank, as its process uses them: the process
+        itself (:data:`PROCESS_BYTES`, and :data:`MPI_RANK_BYTES` under mpiexec), what
+        it holds per cell of the network, and its largest job."""
+        cells = sum(v for v in self.cells.values() if v is not None)
+        base = PROCESS_BYTES + (MPI_RANK_BYTES if self.local_ranks > 1 else 0)
+        return (base + cells * NETWORK_BYTES_PER_CELL
+                + max([s.job_memory + s.cache_memory for s in self.strategies] or [0.0]))
 
     def check(self, force: bool = False) -> None:
         """Raise a one-line :class:`ConfigurationError` for the first problem: a
@@ -279,97 +290,107 @@ def _check_geometry(configuration: Any, plan: Plan) -> None:
                     f"first is row {bad[0]}: [{row}]")
 
 
-def _bounds(partition: Any) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = partition.bounds()
-    return lo, hi
+#: Job regions a strategy's estimate hook is asked about at most; a strategy with more
+#: is estimated from an even sample of them, scaled up.
+SAMPLE_CHUNKS = 500
 
 
-def _lattice_points(lo, hi, spacing) -> float:
-    extent = np.clip(np.subtract(hi, lo), 0, None)
-    return float(np.prod(np.maximum(np.ceil(extent / np.asarray(spacing) - 0.5), 0)))
+#: The same for connection strategies in networks too large to enumerate their chunks
+#: (their estimates cost more).
+SAMPLE_CONNECT_CHUNKS = 16
 
 
-def _placement_chunks(strategy: Any, grid, exact: bool) -> int:
-    """The chunks of a placement strategy: enumerated when ``exact``, else counted from
-    its partitions' bounds (an upper bound, without building a chunk)."""
-    from .placement._builtins import FixedPositions
+def _sample(chunks: list, limit: int = SAMPLE_CHUNKS) -> tuple[list, float]:
+    """At most ``limit`` of ``chunks``, evenly spread, and the factor that scales
+    their sum to all of them."""
+    if len(chunks) <= limit:
+        return chunks, 1.0
+    picks = np.linspace(0, len(chunks) - 1, limit).round().astype(int)
+    return [chunks[n] for n in picks], len(chunks) / limit
 
-    if exact:
-        return len(strategy.get_chunks())
-    if isinstance(strategy, FixedPositions):
-        return len(strategy.positions or ())
-    return int(sum(np.prod(_grid_counts(*_bounds(p), grid)) for p in strategy.partitions))
+
+def _box_sample(strategies: list, grid, limit: int) -> tuple[list, int]:
+    """An even sample of the chunks the partitions of ``strategies`` overlap, and how
+    many there are, without enumerating them (for networks of very many chunks)."""
+    from .chunks import Chunk
+
+    blocks = []
+    for strategy in strategies:
+        for partition in strategy.partitions:
+            lo, hi = partition.bounds()
+            first = np.floor(np.divide(lo, grid)).astype(np.int64)
+            extent = _grid_counts(lo, hi, grid).astype(np.int64)
+            blocks.append((first, extent))
+    total = int(sum(int(np.prod(extent)) for _, extent in blocks))
+    chunks = set()
+    for first, extent in blocks:
+        size = int(np.prod(extent))
+        if size == 0:
+            continue
+        share = max(1, round(limit * size / max(total, 1)))
+        for flat in np.unique(np.linspace(0, size - 1, min(share, size)).round().astype(np.int64)):
+            index = np.unravel_index(int(flat), tuple(extent.tolist()))
+            chunks.add(Chunk(tuple(int(v) for v in first + np.array(index)), tuple(grid)))
+    return sorted(chunks), total
+
+
+def _job_regions(strategy: Any, grid, exact: bool, placing: list,
+                 limit: int = SAMPLE_CHUNKS) -> tuple[list, float, int]:
+    """The job regions whose estimates the plan asks for, the factor that scales their
+    sum to the whole strategy, and the strategy's number of jobs. ``placing``: the
+    placement strategies whose partitions bound the jobs, when they are not enumerated."""
+    if exact or not placing or not all(s.partitions for s in placing):
+        chunks = strategy.get_chunks()
+        sample, factor = _sample(chunks, limit)
+        return sample, factor, len(chunks)
+    sample, total = _box_sample(placing, grid, limit)
+    return sample, total / max(len(sample), 1), total
 
 
 def _placement_plan(strategy: Any, grid, exact: bool) -> StrategyPlan:
-    from .placement._builtins import FixedPositions, LatticePlacement
-
-    chunks = _placement_chunks(strategy, grid, exact)
-    plan = StrategyPlan(strategy.name, "placement", _kind(strategy), chunks, chunks)
-    chunk_volume = float(np.prod(grid))
-    largest = 0.0
-    for cell_type in strategy.cell_types:
-        density = _first(strategy.density, cell_type.density)
-        count = _first(strategy.count, cell_type.count)
-        if isinstance(strategy, FixedPositions):
-            expected = float(len(strategy.positions or ()))
-            per_job = expected
-        elif isinstance(strategy, LatticePlacement):
-            expected = sum(_lattice_points(*_bounds(p), strategy.spacing)
-                           for p in strategy.partitions)
-            per_job = min(expected, math.ceil(chunk_volume / float(np.prod(strategy.spacing))))
-        elif count is not None:
-            expected = float(count)
-            volume = sum(p.volume() for p in strategy.partitions) or 1.0
-            per_job = expected * min(1.0, chunk_volume / volume)
-            where = ("placement." + strategy.name if strategy.count is not None
-                     else "cell_types." + cell_type.name)
-            plan.source = plan.source or (f"{where}.count", f"{count:,}")
-        elif density is not None:
-            volume = sum(p.volume() for p in strategy.partitions)
-            expected = density * volume
-            per_job = density * min(chunk_volume, volume)
-            where = ("placement." + strategy.name if strategy.density is not None
-                     else "cell_types." + cell_type.name)
-            plan.source = plan.source or (f"{where}.density", f"{density:g} cells/µm³")
-        else:
-            expected = per_job = None
-        plan.cells[cell_type.name] = expected
-        largest += per_job or 0.0
+    regions, factor, jobs = _job_regions(strategy, grid, exact, [strategy])
+    plan = StrategyPlan(strategy.name, "placement", _kind(strategy), jobs, jobs)
+    answers = [strategy.estimate_cells(region) for region in regions]
+    if any(answer is None for answer in answers):
+        plan.cells = {ct.name: None for ct in strategy.cell_types}
+        return plan
+    plan.cells = {ct.name: factor * sum(float(a.get(ct.name, 0.0)) for a in answers)
+                  for ct in strategy.cell_types}
+    largest = max((sum(a.values()) for a in answers), default=0.0)
     plan.job_memory = largest * PLACE_BYTES_PER_CELL
+    from .placement import PlacementStrategy
+
+    own_hook = type(strategy).estimate_cells is not PlacementStrategy.estimate_cells
+    for cell_type in () if own_hook else strategy.cell_types:  # the value they follow
+        for key in ("count", "density"):
+            own, of_type = getattr(strategy, key), getattr(cell_type, key)
+            value = own if own is not None else of_type
+            if value is not None and plan.source is None:
+                where = "placement." + strategy.name if own is not None else "cell_types." + cell_type.name
+                text = f"{value:,}" if key == "count" else f"{value:g} cells/µm³"
+                plan.source = (f"{where}.{key}", text)
     return plan
 
 
-def _connectivity_plan(strategy: Any, cells: dict, volumes: dict, grid, exact: bool,
-                       placement_chunks: dict) -> StrategyPlan:
-    from .connectivity._builtins import AllToAll, DistanceConnectivity
-
-    if exact:
-        count = len(strategy.get_chunks())
-    else:
-        post = strategy.postsynaptic.name
-        count = sum(n for name, (types, n) in placement_chunks.items() if post in types)
-    plan = StrategyPlan(strategy.name, "connectivity", _kind(strategy), count, count)
-    chunks = range(count)
-    pre, post = strategy.presynaptic.name, strategy.postsynaptic.name
-    n_pre, n_post = cells.get(pre), cells.get(post)
-    if n_pre is None or n_post is None:
+def _connectivity_plan(strategy: Any, cells: Any, grid, exact: bool) -> StrategyPlan:
+    job_type = strategy.job_cell_type().name
+    placing = [s for s in strategy._placement_strategies()
+               if job_type in {ct.name for ct in s.cell_types}]
+    regions, factor, jobs = _job_regions(strategy, grid, exact, placing,
+                                         SAMPLE_CHUNKS if exact else SAMPLE_CONNECT_CHUNKS)
+    plan = StrategyPlan(strategy.name, "connectivity", _kind(strategy), jobs, jobs)
+    answers = [strategy.estimate_connections(region, cells) for region in regions]
+    if any(answer is None for answer in answers):
         return plan
-    plan.cache_memory = (n_pre + (n_post if post != pre else 0)) * CACHE_BYTES_PER_CELL
-    post_per_job = n_post / max(len(chunks), 1)
-    if isinstance(strategy, AllToAll):
-        plan.connections = n_pre * n_post
-        per_job = n_pre * post_per_job
-    elif isinstance(strategy, DistanceConnectivity):
-        pre_density = n_pre / volumes[pre] if volumes.get(pre) else 0.0
-        ball = 4.0 / 3.0 * math.pi * strategy.radius ** 3
-        per_post = min(n_pre, pre_density * ball)
-        plan.connections = n_post * per_post * strategy.probability
-        per_job = post_per_job * per_post  # found before the probability is applied
-        plan.source = (f"connectivity.{strategy.name}.radius", f"{strategy.radius:g} µm")
-    else:
-        return plan
-    plan.job_memory = per_job * CONNECT_BYTES_PER_PAIR
+    plan.connections = factor * float(sum(answers))
+    # a job holds its pairs and the cells it read: its own, and those it pairs them with
+    largest = int(np.argmax(answers)) if answers else 0
+    own = cells.in_chunk(job_type, regions[largest]) if regions else 0.0
+    plan.job_memory = (max(answers, default=0.0) * CONNECT_BYTES_PER_PAIR
+                       + (own or 0.0) * CACHE_BYTES_PER_CELL)
+    radius = getattr(strategy, "radius", None)
+    if isinstance(radius, (int, float)):
+        plan.source = (f"connectivity.{strategy.name}.radius", f"{radius:g} µm")
     return plan
 
 
@@ -415,10 +436,6 @@ def _unknown(strategy: Any, phase: str) -> StrategyPlan:
     return StrategyPlan(strategy.name, phase, _kind(strategy), chunks, chunks)
 
 
-def _first(*values):
-    return next((v for v in values if v is not None), None)
-
-
 def build_plan(network: Any, output: str | os.PathLike | None = None) -> Plan:
     """The plan of compiling ``network`` (a :class:`~neuroscaffold.Network`, or a
     :class:`~neuroscaffold.Configuration`); ``output``: the file it would write
@@ -445,25 +462,19 @@ def build_plan(network: Any, output: str | os.PathLike | None = None) -> Plan:
         return plan
     grid = plan.chunk_size
     exact = plan.chunks <= EXACT_CHUNKS  # else count chunks without building them
-    volumes: dict[str, float] = {}
-    placement_chunks: dict[str, tuple[set, int]] = {}
     for strategy in in_dependency_order(configuration.placement):
         try:
             plan.strategies.append(_placement_plan(strategy, grid, exact))
-            volume = sum(p.volume() for p in strategy.partitions)
         except Exception:  # a user strategy or partition the plan cannot estimate
             plan.strategies.append(_unknown(strategy, "placement"))
             plan.strategies[-1].cells = {ct.name: None for ct in strategy.cell_types}
-            volume = 0.0
-        placement_chunks[strategy.name] = ({ct.name for ct in strategy.cell_types},
-                                           plan.strategies[-1].chunks)
-        for cell_type in strategy.cell_types:
-            volumes[cell_type.name] = volumes.get(cell_type.name, 0.0) + volume
-    cells = plan.cells
+    # densities are looked up per chunk, or in regions of several in a huge grid
+    scale = 1.0 if exact else float(np.ceil((plan.chunks / EXACT_CHUNKS) ** (1 / 3)))
+    cells = CellEstimates(configuration.placement.values(), tuple(v * scale for v in grid),
+                          plan.cells)
     for strategy in in_dependency_order(configuration.connectivity):
         try:
-            plan.strategies.append(_connectivity_plan(strategy, cells, volumes, grid, exact,
-                                                      placement_chunks))
+            plan.strategies.append(_connectivity_plan(strategy, cells, grid, exact))
         except Exception:
             plan.strategies.append(_unknown(strategy, "connectivity"))
     _check_estimates(plan)

@@ -131,7 +131,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(capsys, tmp_path):
     assert re.fullmatch(r"  granular +poisson_disk +32 jobs +32 chunks  cells: granule 93,600, "
                         r"golgi 216", lines[2])
     assert lines[5] == "connectivity: 6 strategies, 144 jobs"
-    assert re.fullmatch(r"  golgi_gap_junctions +all_to_all +32 jobs +32 chunks  ~46,656 "
+    assert re.fullmatch(r"  golgi_gap_junctions +all_to_all +32 jobs +32 chunks  ~46,440 "
                         r"connections", lines[11])
     assert lines[12] == ("expected cells: granule 93,600, golgi 216, purkinje 100, stellate "
                          "1,480, basket 888; total 96,284")
@@ -169,7 +169,7 @@ def test_a_strategy_the_plan_cannot_estimate_is_shown_as_unknown():
     from neuroscaffold.placement import Layer
 
     class Weird(Layer):
-        def volume(self):
+        def overlap(self, chunk):
             raise NotImplementedError("no volume")
 
     data = two_layers()
@@ -213,3 +213,73 @@ def test_dry_run_of_a_model_refused_by_estimates_fails_unless_forced(capsys, tmp
     assert "refused unless forced: placement.molecular: 29,600,000,888 cells" in out
     assert "stellate 29,600,000,000, basket 888" in out
     assert main(["compile", str(config), "--dry-run", "--force"]) == 0
+
+
+def _stored_counts(data: dict, tmp_path) -> dict[str, int]:
+    network = Network(Configuration(data), str(tmp_path / "net.hdf5"))
+    network.compile(clear=True)
+    return {name: network.storage.connectivity_meta(name)[0] for name in data["connectivity"]}
+
+
+@pytest.mark.parametrize("factor", [1, 2])
+def test_built_in_estimates_follow_the_geometry_within_a_fifth(tmp_path, factor):
+    # the estimates count the partners a cell near a border or a layer edge really has
+    # (the former ball-times-density estimate said 1,565,755 for 1,047,292 stored)
+    data = cerebellum()
+    data["network"]["x"] *= factor
+    plan = build_plan(Configuration(data))
+    stored = _stored_counts(data, tmp_path)
+    for strategy in plan.strategies:
+        if strategy.phase == "connectivity":
+            assert strategy.connections == pytest.approx(stored[strategy.name], rel=0.2), strategy.name
+    assert plan.connections == pytest.approx(sum(stored.values()), rel=0.05)
+
+
+def test_memory_estimate_counts_the_process_not_only_the_data():
+    plan = build_plan(Configuration(cerebellum()))
+    # a serial compile of the example peaks at about 86 MB (bench/bench_compile.py)
+    assert 70e6 < plan.rank_memory < 110e6
+
+
+USER_HOOK = '''
+from neuroscaffold import ConnectionStrategy, PlacementStrategy, config
+
+
+@config.node
+class Ring(PlacementStrategy):
+    """Places nothing the plan could guess from a density, but says how many."""
+
+    def estimate_cells(self, chunk):
+        return {ct.name: 1e12 for ct in self.cell_types}
+
+    def place(self, chunk, indicators):
+        pass
+
+
+@config.node
+class Dense(ConnectionStrategy):
+    def estimate_connections(self, chunk, cells):
+        return cells.in_chunk(self.postsynaptic.name, chunk) * 1e9
+
+    def connect(self, pre, post):
+        return ()
+'''
+
+
+def test_a_user_strategy_hook_feeds_the_plan_and_the_guard(tmp_path, monkeypatch):
+    (tmp_path / "hooks.py").write_text(USER_HOOK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = two_layers()
+    data["placement"] = {"ring": {"strategy": "hooks.Ring", "cell_types": ["a"],
+                                  "partitions": list(data["partitions"])[:1]}}
+    data["connectivity"] = {"dense": {"strategy": "hooks.Dense", "presynaptic": "a",
+                                      "postsynaptic": "a"}}
+    data["cell_types"] = {"a": data["cell_types"][next(iter(data["cell_types"]))]}
+    plan = build_plan(Configuration(data))
+    ring, dense = plan.strategies
+    assert ring.cells["a"] == pytest.approx(1e12 * ring.jobs)
+    assert dense.connections == pytest.approx(1e21 * dense.jobs)
+    with pytest.raises(ConfigurationError, match=r"^placement\.ring: 4,000,000,000,000 cells would "
+                                                 r"need about .* of memory per rank"):
+        plan.check()
+    assert f"~{1e21 * dense.jobs:.3g} connections" in plan.format()

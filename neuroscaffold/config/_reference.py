@@ -89,6 +89,8 @@ def _default(attribute: Any) -> str:
     if isinstance(attribute, (node_dict, node_list)) and not value:
         return "empty"
     if value is None:
+        if getattr(attribute, "optional", False):  # a node key that may stay unset
+            return "none"
         if isinstance(attribute.type, type) and issubclass(attribute.type, Node):
             return "its defaults"
         return "none"

@@ -2,7 +2,8 @@
 cells, one pool job per chunk of postsynaptic cells.
 
 Built-in strategies (``strategy:`` in a configuration): ``all_to_all``
-(:class:`AllToAll`), ``distance`` (:class:`DistanceConnectivity`); any other by import
+(:class:`AllToAll`), ``distance`` (:class:`DistanceConnectivity`), ``fixed_indegree``
+(:class:`FixedIndegree`); any other by import
 path.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from ._builtins import AllToAll, DistanceConnectivity
 from ._cells import CellSelection
+from ._degree import FixedIndegree
 from ._strategy import ConnectionStrategy
 
-__all__ = ["AllToAll", "CellSelection", "ConnectionStrategy", "DistanceConnectivity"]
+__all__ = ["AllToAll", "CellSelection", "ConnectionStrategy", "DistanceConnectivity", "FixedIndegree"]

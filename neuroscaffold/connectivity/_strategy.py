@@ -11,6 +11,7 @@ from ..config._node import config_root
 from ..chunks import Chunk
 from ..placement._chunked import ChunkedStrategy, dependency_jobs, job_key, job_regions
 from ..services.pool import pool_cache
+from ..placement import CellEstimates
 from ._cells import CellIndex, CellSelection
 from ._checks import check_pairs
 
@@ -22,6 +23,7 @@ __all__ = ["ConnectionStrategy"]
     builtins={
         "all_to_all": "neuroscaffold.connectivity._builtins.AllToAll",
         "distance": "neuroscaffold.connectivity._builtins.DistanceConnectivity",
+        "fixed_indegree": "neuroscaffold.connectivity._degree.FixedIndegree",
     },
 )
 class ConnectionStrategy(ChunkedStrategy):
@@ -53,17 +55,38 @@ class ConnectionStrategy(ChunkedStrategy):
                        name=f"connect {self.name} {chunk}", phase="connectivity")
 
     def get_chunks(self, chunk_size: Sequence[float] | None = None) -> list[Chunk]:
-        """The chunks that can hold postsynaptic cells, from the placement strategies
-        of that type."""
+        """The chunks that can hold cells of :meth:`job_cell_type`, from the placement
+        strategies of that type."""
         grid = self.scaffold_chunk_size()
-        post = self.postsynaptic.name
+        name = self.job_cell_type().name
         chunks = {
             chunk
             for strategy in self._placement_strategies()
-            if post in {ct.name for ct in strategy.cell_types}
+            if name in {ct.name for ct in strategy.cell_types}
             for chunk in strategy.get_chunks()
         }
         return job_regions(sorted(chunks), grid, chunk_size)
+
+    def job_cell_type(self) -> Any:
+        """The cell type whose chunks the jobs run on: the postsynaptic one (a rule
+        that works from the presynaptic cells, like ``fixed_outdegree``, says so)."""
+        return self.postsynaptic
+
+    # --- the plan -----------------------------------------------------------------
+
+    def estimate_connections(self, chunk: Chunk, cells: CellEstimates) -> float | None:
+        """The plan's hook: how many connections the job of ``chunk`` is expected to
+        make; None when the strategy cannot say (the plan then shows ``?``).
+
+        ``cells`` (:class:`~neuroscaffold.placement.CellEstimates`) gives the expected
+        cells of each type before anything is placed: ``cells.total(name)``,
+        ``cells.in_chunk(name, chunk)`` and ``cells.density_at(name, points)``. Called
+        once per job region (or a sample of them in very large networks); it must be
+        cheap and draw no random numbers from :meth:`rng`. The size guard refuses a
+        compile whose estimate would not fit in memory, so an estimate should not be
+        far below what the strategy makes.
+        """
+        return None
 
     def presynaptic_chunks(self, chunk: Chunk) -> "np.ndarray | list[tuple[int, int, int]] | None":
         """The network chunks whose presynaptic cells the job of ``chunk`` considers

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._builtins import FixedPositions, LatticePlacement, RandomPlacement
 from ..chunks import Chunk, apportion, chunks_in_box
+from ._estimates import CellEstimates, partner_estimate
 from ._indicators import CellIndicator, Indicators
 from ._partitions import Box, Layer, Partition, union_volume
 from ._poisson import PoissonDiskPlacement
@@ -19,6 +20,7 @@ from ._strategy import PlacementStrategy
 
 __all__ = [
     "Box",
+    "CellEstimates",
     "CellIndicator",
     "Chunk",
     "FixedPositions",
@@ -32,4 +34,5 @@ __all__ = [
     "apportion",
     "chunks_in_box",
     "union_volume",
+    "partner_estimate",
 ]

@@ -72,6 +72,11 @@ class FixedPositions(PlacementStrategy):
     def volume_in(self, chunk: Chunk) -> float:
         return 0.0
 
+    def estimate_cells(self, chunk: Chunk) -> dict[str, float]:
+        points = np.array(self.positions, dtype=float).reshape(-1, 3)
+        inside = int(np.count_nonzero(np.all((points >= chunk.ldc) & (points < chunk.mdc), axis=1)))
+        return {cell_type.name: float(inside) for cell_type in self.cell_types}
+
     def place(self, chunk: Chunk, indicators: Indicators) -> None:
         points = np.array(self.positions, dtype=float).reshape(-1, 3)
         inside = np.all((points >= chunk.ldc) & (points < chunk.mdc), axis=1)
@@ -98,6 +103,11 @@ class LatticePlacement(PlacementStrategy):
                              f"'{second.name}' overlap ({describe_box(*shared)}): a lattice "
                              "fills each partition on its own grid, so the cells there would "
                              "be doubled; give partitions that do not overlap")
+
+    def estimate_cells(self, chunk: Chunk) -> dict[str, float]:
+        spacing = np.array(self.spacing, dtype=float)
+        points = sum(len(_lattice_in(p.bounds(), spacing, chunk)) for p in self.partitions)
+        return {cell_type.name: float(points) for cell_type in self.cell_types}
 
     def place(self, chunk: Chunk, indicators: Indicators) -> None:
         spacing = np.array(self.spacing, dtype=float)

@@ -14,7 +14,7 @@ from ..services.pool import pool_cache
 from ._chunked import ChunkedStrategy, dependency_jobs, job_key, job_regions
 from ._checks import check_positions
 from ..chunks import Chunk
-from ._indicators import Indicators, build_indicators
+from ._indicators import Indicators, build_indicators, first_given
 from ._partitions import union_boxes
 
 __all__ = ["PlacementStrategy"]
@@ -74,6 +74,33 @@ class PlacementStrategy(ChunkedStrategy):
         """The volume of this strategy's partitions inside ``chunk`` (µm³); where
         partitions overlap, the shared volume counts once (see :func:`union_boxes`)."""
         return sum(volume for *_, volume in union_boxes(self.partitions, chunk))
+
+    # --- the plan -----------------------------------------------------------------
+
+    def estimate_cells(self, chunk: Chunk) -> dict[str, float] | None:
+        """The plan's hook: how many cells of each type this strategy expects to place
+        in ``chunk`` (the region of one of its jobs), as ``{cell type name: count}``;
+        None when it cannot say (the plan then shows ``?``).
+
+        Called before anything is placed, once per job region (or a sample of them in
+        very large networks), so it must be cheap and must not draw random numbers.
+        The default follows the ``density`` or ``count`` of the strategy or of each
+        cell type, in proportion to :meth:`volume_in`; override it when the strategy
+        places cells some other way.
+        """
+        volume = self.volume_in(chunk)
+        expected: dict[str, float] = {}
+        for cell_type in self.cell_types:
+            count = first_given(self.count, cell_type.count)
+            density = first_given(self.density, cell_type.density)
+            if count is not None:
+                total = sum(p.volume() for p in self.partitions)
+                expected[cell_type.name] = count * volume / total if total else 0.0
+            elif density is not None:
+                expected[cell_type.name] = density * volume
+            else:
+                return None
+        return expected
 
     # --- the job ------------------------------------------------------------------
 

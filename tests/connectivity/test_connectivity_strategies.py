@@ -93,3 +93,41 @@ def test_autapses_can_be_allowed(tmp_path):
     network.compile(quiet=True)
     pairs = _pairs(network, "self")
     assert pairs.tolist() == [[i, i] for i in range(400)]
+
+
+@pytest.mark.parametrize("kernel", [{"type": "gaussian", "sigma": 20, "peak": 0.8},
+                                    {"type": "exponential", "scale": 15, "peak": 0.6}])
+def test_a_distance_kernel_connects_each_pair_with_its_chance(tmp_path, kernel):
+    from scipy import stats
+
+    data = two_layers()
+    data["connectivity"] = {"a_to_a": {"strategy": "distance", "presynaptic": "a",
+                                       "postsynaptic": "a", "radius": 60, "kernel": kernel}}
+    data["cell_types"]["a"]["density"] = 4e-4
+    network = Network(Configuration(data), tmp_path / "k.hdf5")
+    network.compile(quiet=True)
+    a = network.get_placement_set("a").load_positions()
+    distance = np.linalg.norm(a[:, None, :] - a[None, :, :], axis=2)
+    pre, post = np.nonzero((distance <= 60) & ~np.eye(len(a), dtype=bool))
+    d = distance[pre, post]
+    if kernel["type"] == "gaussian":
+        chance = kernel["peak"] * np.exp(-d ** 2 / (2 * kernel["sigma"] ** 2))
+    else:
+        chance = kernel["peak"] * np.exp(-d / kernel["scale"])
+    stored = _pairs(network, "a_to_a")
+    connected = np.zeros(distance.shape, dtype=bool)
+    connected[stored[:, 0], stored[:, 1]] = True
+    assert not connected[distance > 60].any()
+    hit = connected[pre, post]
+    # binned chi-square of the connected pairs per distance bin against the sum of
+    # their chances (each candidate an independent Bernoulli draw); fixed seed
+    bins = np.digitize(d, np.linspace(0, 60, 13)[1:-1])
+    observed = np.bincount(bins, hit, 12)
+    expected = np.bincount(bins, chance, 12)
+    variance = np.bincount(bins, chance * (1 - chance), 12)
+    chi2 = float(np.sum((observed - expected) ** 2 / variance))
+    assert chi2 < stats.chi2.ppf(0.999, 12), (observed, expected)
+    assert hit.sum() > 1000
+    # and the plan expects what it makes
+    from neuroscaffold.plan import build_plan
+    assert build_plan(Configuration(data)).connections == pytest.approx(len(stored), rel=0.2)

@@ -1,0 +1,84 @@
+"""fixed_indegree: exactly N partners per postsynaptic cell, within the radius, without
+autapses or multapses unless allowed; a shortage fails in one line; the same network
+serially and under mpiexec."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from neuroscaffold import Configuration, Network
+from tests._mpi import run_script
+from tests.config._models import two_layers
+
+CLI = "import sys; from neuroscaffold.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _model(**rule) -> dict:
+    data = two_layers()
+    data["connectivity"] = {"a_to_a": {"strategy": "fixed_indegree", "presynaptic": "a",
+                                       "postsynaptic": "a", **rule},
+                            "b_to_a": {"strategy": "fixed_indegree", "presynaptic": "b",
+                                       "postsynaptic": "a", "indegree": 7}}
+    return data
+
+
+def _compile(data: dict, path) -> Network:
+    network = Network(Configuration(data), path)
+    network.compile(quiet=True)
+    return network
+
+
+@pytest.mark.parametrize("radius", [None, 60])
+def test_every_postsynaptic_cell_gets_exactly_n_distinct_partners(tmp_path, radius):
+    rule = {"indegree": 12} | ({"radius": radius} if radius else {})
+    network = _compile(_model(**rule), tmp_path / "n.hdf5")
+    a = network.get_placement_set("a").load_positions()
+    pairs = np.asarray(network.get_connectivity_set("a_to_a"))
+    assert np.array_equal(np.bincount(pairs[:, 1], minlength=len(a)), np.full(len(a), 12))
+    assert not np.any(pairs[:, 0] == pairs[:, 1])  # no autapses
+    assert len(np.unique(pairs, axis=0)) == len(pairs)  # no multapses
+    if radius:
+        assert np.linalg.norm(a[pairs[:, 0]] - a[pairs[:, 1]], axis=1).max() <= radius
+    other = np.asarray(network.get_connectivity_set("b_to_a"))
+    assert np.array_equal(np.bincount(other[:, 1], minlength=len(a)), np.full(len(a), 7))
+
+
+def test_multapses_and_autapses_when_allowed(tmp_path):
+    network = _compile(_model(indegree=300, multapses=True, autapses=True, radius=30),
+                       tmp_path / "m.hdf5")
+    pairs = np.asarray(network.get_connectivity_set("a_to_a"))
+    assert len(np.unique(pairs, axis=0)) < len(pairs)
+    assert np.any(pairs[:, 0] == pairs[:, 1])
+
+
+def test_a_shortage_fails_in_one_line_naming_the_count(tmp_path, capsys):
+    from neuroscaffold.cli import main
+
+    config = tmp_path / "short.yaml"
+    config.write_text(yaml.safe_dump(_model(indegree=50, radius=20)))
+    assert main(["compile", str(config), "-o", str(tmp_path / "s.hdf5"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert ("job 'connect a_to_a (0, 0, 0)' failed on rank 0: ValueError: 100 of 100 "
+            "postsynaptic cells have fewer than indegree=50 presynaptic cells within 20 µm "
+            "(the fewest: 0)") in err
+    assert "allow multapses, widen the radius or lower indegree" in err
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_the_same_network_at_any_rank_count(tmp_path, ranks):
+    data = _model(indegree=12, radius=60)
+    serial = _compile(data, tmp_path / "serial.hdf5")
+    config = tmp_path / "net.yaml"
+    config.write_text(yaml.safe_dump(data))
+    out = tmp_path / "mpi.hdf5"
+    run_script(CLI, n=ranks, timeout=110, tmp_path=tmp_path,
+               args=["compile", str(config), "-o", str(out), "-q"]).check()
+    from neuroscaffold import from_storage
+
+    parallel = from_storage(out)
+    for name in data["connectivity"]:
+        assert np.array_equal(np.asarray(serial.get_connectivity_set(name)),
+                              np.asarray(parallel.get_connectivity_set(name)))
