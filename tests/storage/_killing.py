@@ -8,16 +8,14 @@ import os
 import signal
 from pathlib import Path
 
+import yaml
+
 from neuroscaffold import config
 from neuroscaffold.connectivity import DistanceConnectivity
 
-KILLER = """  killer:
-    strategy: tests.storage._killing.KillOnce
-    presynaptic: golgi
-    postsynaptic: basket
-    radius: 40
-    marker: {marker}
-"""
+def _killer(marker: Path) -> dict:
+    return {"strategy": "tests.storage._killing.KillOnce", "presynaptic": "golgi",
+            "postsynaptic": "basket", "radius": 40, "marker": str(marker)}
 
 
 @config.node
@@ -42,7 +40,10 @@ def killing_config(folder: Path) -> tuple[Path, Path]:
 
     config = write_config(folder, x=200, z=200)
     marker = folder / "kill-marker"
-    config.write_text(config.read_text() + KILLER.format(marker=marker))
+    # added to the connectivity section itself (the example ends with others)
+    data = yaml.safe_load(config.read_text())
+    data["connectivity"]["killer"] = _killer(marker)
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
     return config, marker
 
 
