@@ -244,10 +244,21 @@ def _reports_errors(args: argparse.Namespace) -> bool:
 
 def _current_rank() -> int:
     """This process's rank, from MPI if it runs, else from the launcher's variables
-    (0 when there is none); never starts MPI."""
+    (0 when there is none); never starts MPI.
+
+    Under a launcher with mpi4py installed, MPI has started before any command runs;
+    without mpi4py, every rank fails alike (the launcher is refused) and the launcher's
+    rank 0 speaks for all, unless ``NEUROSCAFFOLD_IGNORE_PARALLEL`` made each process
+    run on its own: then each is its own main rank and reports its own errors.
+    """
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
         return mpi.COMM_WORLD.Get_rank()
+    if mpi is None:
+        from ..services.mpi import ignores_launcher
+
+        if ignores_launcher():
+            return 0
     return launcher_rank() or 0
 
 

@@ -4,6 +4,8 @@ silently run a one-rank emulator (every rank would do all the work)."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -142,3 +144,37 @@ def test_mpiexec_without_mpi4py_fails_on_every_rank(make_env, tmp_path):
     found = "HYDI_CONTROL_FD, MPI_LOCALNRANKS, MPI_LOCALRANKID, PMI_FD, PMI_RANK, PMI_SIZE"
     expected = f"DependencyError: {_message(found)}"
     assert sorted(result.lines("rank ")) == [f"0: {expected}", f"1: {expected}"]
+
+
+# --- who reports an error ---------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("extra", "reported"),
+    [
+        ({"PMI_RANK": "1", "PMI_SIZE": "2", "NEUROSCAFFOLD_IGNORE_PARALLEL": "1"}, "missing"),
+        ({"PMI_RANK": "0", "PMI_SIZE": "2", "NEUROSCAFFOLD_IGNORE_PARALLEL": "1"}, "missing"),
+        # refused on every rank alike: rank 0 says so for all
+        ({"PMI_RANK": "1", "PMI_SIZE": "2"}, None),
+        ({"PMI_RANK": "0", "PMI_SIZE": "2"}, "started by an MPI launcher"),
+    ],
+    ids=["alone-rank-1", "alone-rank-0", "refused-rank-1", "refused-rank-0"],
+)
+def test_a_process_that_runs_alone_reports_its_own_errors(make_env, tmp_path, extra,
+                                                          reported):
+    """Without mpi4py and with NEUROSCAFFOLD_IGNORE_PARALLEL, each process a launcher
+    started is its own main rank: whichever rank number the launcher gave it, its error
+    is printed (it was silent on ranks other than 0, an exit 1 with nothing said)."""
+    env = make_env(hide=("mpi4py",), **extra)
+    missing = tmp_path / "missing.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "neuroscaffold", "compile", str(missing), "-o",
+         str(tmp_path / "net.hdf5")],
+        capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    if reported is None:
+        assert lines == [], result.stderr
+    else:
+        expected = str(missing) if reported == "missing" else reported
+        assert len(lines) == 1 and lines[0].startswith("neuroscaffold: error: ") and \
+            expected in lines[0], result.stderr

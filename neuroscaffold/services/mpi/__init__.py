@@ -9,7 +9,13 @@ from __future__ import annotations
 from .._registry import FallbackProvider
 from ._base import CommHelpers, ParallelError
 from ._emulator import WorldEmulator
-from ._guard import IGNORE_VARIABLE, check_launcher, launcher_variables, maybe_launched
+from ._guard import (
+    IGNORE_VARIABLE,
+    check_launcher,
+    ignores_launcher,
+    launcher_variables,
+    maybe_launched,
+)
 from ._start import Start, start_world
 from ._world import WorldProxy, world_from_mpi4py
 
@@ -21,6 +27,7 @@ __all__ = [
     "Start",
     "WorldEmulator",
     "WorldProxy",
+    "ignores_launcher",
     "launcher_variables",
     "maybe_launched",
     "start_world",

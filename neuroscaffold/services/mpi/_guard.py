@@ -13,7 +13,13 @@ from collections.abc import Mapping
 
 from ...exceptions import DependencyError
 
-__all__ = ["IGNORE_VARIABLE", "check_launcher", "launcher_variables", "maybe_launched"]
+__all__ = [
+    "IGNORE_VARIABLE",
+    "check_launcher",
+    "ignores_launcher",
+    "launcher_variables",
+    "maybe_launched",
+]
 
 IGNORE_VARIABLE = "NEUROSCAFFOLD_IGNORE_PARALLEL"
 
@@ -58,13 +64,20 @@ def launcher_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     )
 
 
+def ignores_launcher(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``NEUROSCAFFOLD_IGNORE_PARALLEL`` asks that, without mpi4py, every
+    process run on its own even under a launcher (each is then its own main rank)."""
+    environ = os.environ if environ is None else environ
+    return environ.get(IGNORE_VARIABLE, "").strip().lower() in _TRUE
+
+
 def check_launcher(environ: Mapping[str, str] | None = None) -> None:
     """Raise :class:`DependencyError` if an MPI launcher started this process.
 
     Called only when mpi4py is missing. ``NEUROSCAFFOLD_IGNORE_PARALLEL=1`` skips it.
     """
     environ = os.environ if environ is None else environ
-    if environ.get(IGNORE_VARIABLE, "").strip().lower() in _TRUE:
+    if ignores_launcher(environ):
         return
     found = launcher_variables(environ)
     if found:
