@@ -12,11 +12,13 @@ leaves a collective the others are in.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _signals
-from ._agreement import COLLECTIVES, Outcome, agree, collect, held_interrupts, share
+from ._text import short_text
+from ._agreement import COLLECTIVES, Outcome, agree, collect, held_interrupts, outcomes, share
 from .exceptions import (CompileInterrupted, DamagedFileError, DiskFullError,
                          NeuroscaffoldError, NeuroscaffoldWarning, ParallelError, StorageError,
                          WorkflowError)
@@ -77,12 +79,20 @@ class WritingRun:
         if isinstance(error, CompileInterrupted):
             storage.end_session()
             return error
-        outcome = error.outcome if isinstance(error, _Disagreed) else \
-            agree(_outcome_of(error), FAILED_WAIT)
-        storage.end_session()
         from .services import MPI
 
         main = MPI.get_rank() == 0
+        if isinstance(error, _Disagreed):
+            outcome = error.outcome
+        else:
+            every = outcomes(_outcome_of(error), FAILED_WAIT)
+            outcome = Outcome.UNREACHABLE if every is None else max(every)
+            if not main and every is not None and every[0] is Outcome.OK \
+                    and not _is_interrupt(error):
+                # The main rank reports that the run failed on another rank: this
+                # rank's error is its own, and only this rank can say it.
+                _print_own_error(error, MPI.get_rank())
+        storage.end_session()
 
         def committed() -> str:
             progress = storage.progress()
@@ -133,6 +143,20 @@ class WritingRun:
         else:
             on_main(storage.parts.remove)
             storage.end_session()
+
+
+def _print_own_error(error: BaseException, rank: int) -> None:
+    """Print the one line of a rank's own error, headed with its rank (as a pool's
+    worker prints a job's), unless it was printed already."""
+    if getattr(error, "_neuroscaffold_printed", False):
+        return
+    text = str(error).strip().splitlines()
+    line = short_text(text[0], 400) if text else type(error).__name__
+    try:
+        sys.stderr.write(f"[rank {rank}] neuroscaffold: error: {line}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _outcome_of(error: BaseException) -> Outcome:

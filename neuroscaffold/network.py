@@ -153,9 +153,14 @@ class Network:
             workflow = Workflow(list(PHASES))
             for number, section in enumerate((self.placement, self.connectivity)):
                 if number:
+                    # Every rank's results are committed; the ranks agree that each
+                    # ended its pool well (a rank whose last commit failed, or that a
+                    # stop signal reached meanwhile, stops them all here) before they
+                    # all create the next pool, a collective step.
+                    run.checkpoint()
                     workflow.next_phase()
-                # Each pool ends on every rank with every rank's results committed (and
-                # the next pool's creation is collective): the next phase reads them.
+                # Each pool ends on every rank with every rank's results committed: the
+                # next phase reads them.
                 with self.create_job_pool(quiet=quiet, workflow=workflow,
                                           listeners=tuple(listeners)) as pool:
                     if pool.is_main():

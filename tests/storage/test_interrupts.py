@@ -12,12 +12,15 @@ import random
 import re
 import shutil
 import signal
+import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
 from neuroscaffold.storage import canonical_contents
+from tests._mpi import mpiexec_path
 from tests.storage._crash import (
     compile_reference,
     HYDRA_ERROR,
@@ -325,3 +328,116 @@ def test_a_signal_in_the_first_100_ms_after_mpiexec_starts_never_hangs(reference
         except AssertionError as failure:
             failures.append(str(failure))
     assert not failures, "\n\n".join(failures)
+
+
+# --- a signal as a pool ends (the phase boundary) --------------------------------------
+
+#: Runs ``neuroscaffold compile`` as ``python -m neuroscaffold`` would, except that on
+#: the rank named by argv[1] a stop signal arrives right after that rank's first pool
+#: ended well (its loop returned) and before the pool's signal handlers are restored:
+#: the moment at which the other ranks may already be past their own pool's end.
+_SIGNAL_AS_THE_FIRST_POOL_ENDS = """
+    import os
+    import signal
+    import sys
+
+    from neuroscaffold.services.pool import _pool
+
+    victim, signum = int(sys.argv[1]), getattr(signal, sys.argv[2], None)
+    rank = int(os.environ.get("PMI_RANK", "0"))
+    pools = []
+    if rank == victim and signum is not None:
+        original = _pool.JobPool._execute
+
+        def _execute(self, *args, **kwargs):
+            results = original(self, *args, **kwargs)
+            if not pools:
+                pools.append(self)
+                signal.raise_signal(signum)
+            return results
+
+        _pool.JobPool._execute = _execute
+    if rank == victim and sys.argv[2] == "flush":
+        # instead: the commit of this rank's last results fails as its first pool ends
+        from neuroscaffold.exceptions import StorageError
+        from neuroscaffold.network import Network
+
+        closed = Network._pool_closed
+
+        def _pool_closed(self, own, error):
+            closed(self, own, error)
+            if not pools:
+                pools.append(self)
+                raise StorageError("injected: the shard could not be committed")
+
+        Network._pool_closed = _pool_closed
+
+    from neuroscaffold.cli import program
+
+    sys.argv = ["neuroscaffold", *sys.argv[3:]]
+    program()
+"""
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize(("k", "victim", "signum"),
+                         [(None, 0, "SIGINT"), (2, 1, "SIGTERM"), (3, 0, "SIGTERM"),
+                          (3, 2, "SIGINT")],
+                         ids=["serial", "n2-rank1", "n3-rank0", "n3-rank2"])
+def test_a_signal_as_a_pool_ends_on_one_rank_stops_every_rank_alike(reference, tmp_path, k,
+                                                                     victim, signum):
+    """A signal that reaches one rank just after its placement pool ended well, and the
+    others a moment later (after theirs): every rank stops at the phase boundary, with
+    one line, and the placement is kept. It stopped only the ranks it reached first,
+    while the others waited for them to create the next pool, until the launcher killed
+    them (BAD TERMINATION, no line)."""
+    config, expected, _ = reference
+    out = tmp_path / "net.hdf5"
+    script = tmp_path / "signalled_compile.py"
+    script.write_text(textwrap.dedent(_SIGNAL_AS_THE_FIRST_POOL_ENDS))
+    cmd = [sys.executable, str(script), str(victim), signum,
+           *compile_cmd(config, out)[3:]]
+    if k is not None:
+        cmd = [mpiexec_path(), "-n", str(k), *cmd]
+    outcome = finish(start(cmd), 60, "a signal as the first pool ends")
+    what = f"k={k}: {signum} to rank {victim} as its first pool ended"
+    assert outcome.returncode == 130, f"{what}\n{outcome.describe()}"
+    lines = outcome.stderr.strip().splitlines()
+    assert len(lines) == 1, f"{what}\n{outcome.describe()}"
+    match = INTERRUPTED.match(lines[0])
+    assert match, f"{what}\n{outcome.describe()}"
+    shown = show(out)
+    rows = [line.split() for line in shown.stdout.splitlines() if line.startswith("  ")]
+    placement = [row for row in rows if row[0].startswith("placement.")]
+    connectivity = [row for row in rows if row[0].startswith("connectivity.")]
+    assert placement and all(row[-1] == "complete" for row in placement), shown.describe()
+    assert connectivity and all(row[1].startswith("0/") for row in connectivity), \
+        shown.describe()
+    assert _check_after(outcome, out, config, expected, k, what, {}).startswith("interrupted")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("k", "victim"), [(2, 1), (3, 2)], ids=["n2", "n3"])
+def test_a_commit_that_fails_on_one_rank_as_a_pool_ends_stops_every_rank(reference, tmp_path,
+                                                                        k, victim):
+    """The ranks agree at the phase boundary: a rank whose last commit failed stops them
+    all there, within seconds, with its error (the others waited for it to create the
+    next pool)."""
+    config, _, _ = reference
+    out = tmp_path / "net.hdf5"
+    script = tmp_path / "failing_compile.py"
+    script.write_text(textwrap.dedent(_SIGNAL_AS_THE_FIRST_POOL_ENDS))
+    cmd = [mpiexec_path(), "-n", str(k), sys.executable, str(script), str(victim), "flush",
+           *compile_cmd(config, out)[3:]]
+    begin = time.monotonic()
+    outcome = finish(start(cmd), 60, "a failed commit as the first pool ends")
+    took = time.monotonic() - begin
+    assert outcome.returncode == 1, outcome.describe()
+    assert not library_noise(outcome.stderr + outcome.stdout), outcome.describe()
+    lines = outcome.stderr.strip().splitlines()
+    assert any(line.startswith(f"[rank {victim}] neuroscaffold: error: ") and
+               "injected: the shard could not be committed" in line for line in lines), \
+        outcome.describe()
+    assert took < 40, f"took {took:.0f} s\n{outcome.describe()}"
+    shown = show(out)
+    assert shown.returncode == 0 and "UNFINISHED" in shown.stdout, shown.describe()

@@ -35,7 +35,7 @@ from types import FunctionType
 from typing import Any, Hashable, NamedTuple
 
 from ..._backoff import Backoff
-from ...exceptions import JobPoolError, PoolInterrupted
+from ...exceptions import JobPoolError, ParallelError, PoolInterrupted
 from ._protocol import (
     SCALARS,
     TAG_DUMP,
@@ -82,12 +82,26 @@ def MPI_BYTE():
     return MPI.BYTE
 
 
-def duplicate(comm):
-    """The pool's own communicator; waits without spinning for the other ranks."""
+#: seconds the ranks may take to create a pool together (a rank that never comes is
+#: gone, or went elsewhere after an error of its own)
+DUPLICATE_WAIT = 120.0
+#: communicators whose creation timed out, with their requests: MPI may still complete
+#: them (when the late rank comes), so they must outlive the wait
+_unfinished: list[tuple[Any, Any]] = []
+
+
+def duplicate(comm, bound: float = DUPLICATE_WAIT):
+    """The pool's own communicator; waits without spinning for the other ranks, and at
+    most ``bound`` seconds (then raises :class:`ParallelError`)."""
     raw = comm.get_communicator() if hasattr(comm, "get_communicator") else comm
     new, request = raw.Idup()
     backoff = Backoff()
+    deadline = time.monotonic() + bound
     while not request.Test():
+        if time.monotonic() > deadline:
+            _unfinished.append((new, request))
+            raise ParallelError(f"another rank did not create the job pool within "
+                                f"{bound:.0f} s (it may have died, or failed on its own)")
         backoff.sleep()
     return new
 

@@ -85,6 +85,25 @@ class SignalGuard:
         if self.signal_name is not None:
             raise PoolInterrupted(self.rank, self.signal_name)
 
+    def settle(self) -> None:
+        """The pool's work ended well on every rank; deal with a stop signal that came
+        after this rank's last turn of its loop.
+
+        That signal belongs to what the run does next. When the run defers stop
+        signals (a parallel compile), it is handed back as pending and acted on at the
+        run's next agreement point, on every rank alike: raised here, it would stop
+        only the ranks it reached before their pool ended, while the others, reached a
+        moment later, go on into the next collective step and wait there for ranks
+        that left. Otherwise it is raised (:class:`PoolInterrupted`), never swallowed.
+        """
+        if self.signal_name is None:
+            return
+        if _signals.deferring():
+            _signals.defer_pending(self.signal_name)
+            self.signal_name = None
+            return
+        self.check()
+
     def _on_stop(self, signum: int, frame: Any) -> None:
         first = self.signal_name is None
         if first:

@@ -309,8 +309,9 @@ class JobPool:
         try:
             with guard:
                 results = self._execute(return_results, guard)
-                # A signal that came after the last turn of the loop is not swallowed.
-                guard.check()
+                # A signal that came after the last turn of the loop is not swallowed
+                # (nor acted on by this rank alone, when the run defers signals).
+                guard.settle()
                 return results
         except (WorkflowError, PoolInterrupted) as exc:
             exc._neuroscaffold_every_rank = True  # every rank raises it: no MPI abort

@@ -71,8 +71,6 @@ def worker_execute(pool, guard) -> None:
             report_failure(pool, exc, outbox)
             _await_stop(inbox, outbox)
             raise
-        if guard.interrupted:
-            raise PoolInterrupted(rank, guard.signal_name)
     finally:
         guard.on_report = None
         side.stop()
