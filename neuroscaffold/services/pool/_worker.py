@@ -45,6 +45,7 @@ _STOP_WAIT = 5.0  # seconds a failed or interrupted worker waits for the main ra
 _END_OF_BATCH = None
 _SIDE_POLL = 0.2  # seconds between two looks for a DUMP or RECALL (a thread; ~nothing of a core)
 _REPORT_DEDUP = 2.0  # seconds: a rank that just printed its report does not repeat it
+_LEFT_WAIT = 0.2  # seconds a stopped worker waits for sends that the main rank may not take
 
 
 def worker_execute(pool, guard) -> None:
@@ -59,9 +60,11 @@ def worker_execute(pool, guard) -> None:
     guard.on_report = lambda: reports.send(0, encode(Kind.REPORT, rank))
     tasks = _Tasks(comm)
     side = _SideListener(comm, guard, tasks)
+    clean = False
     try:
         try:
             summary = _loop(pool, guard, inbox, outbox, tasks)
+            clean = _well_ended(summary)
         except PoolInterrupted as exc:
             outbox.send(0, encode(Kind.INTERRUPTED, rank, plain(exc.signal_name)))
             _await_stop(inbox, outbox)
@@ -73,9 +76,13 @@ def worker_execute(pool, guard) -> None:
             raise
     finally:
         guard.on_report = None
-        side.stop()
-        outbox.wait(bound=10.0)
-        reports.wait(bound=1.0)
+        side.stop(1.0 if clean else _LEFT_WAIT)
+        # After a clean STOP the main rank has taken every message (it stops only once
+        # every result came). After an interrupt or a failure it stopped reading: what
+        # it did not take by now it never will, and waiting for it would keep this
+        # rank from the run's next agreement, where the others already wait.
+        outbox.wait(bound=10.0 if clean else _LEFT_WAIT)
+        reports.wait(bound=1.0 if clean else _LEFT_WAIT)
     _raise_summary(summary)
 
 
@@ -232,14 +239,20 @@ class _SideListener:
             except Exception:
                 return  # the pool's communicator is gone: this rank is leaving
 
-    def stop(self) -> None:
+    def stop(self, bound: float) -> None:
+        """Stop the thread; wait at most ``bound`` seconds for its sends."""
         self._stop.set()
         self._thread.join(timeout=5.0)
-        self._outbox.wait(bound=1.0)
+        self._outbox.wait(bound=bound)
+
+
+def _well_ended(summary) -> bool:
+    """Whether the main rank's STOP says the pool ended well (every job's result in)."""
+    return summary is None or summary.message is None and summary.interrupted is None
 
 
 def _raise_summary(summary) -> None:
-    if summary is None or summary.message is None and summary.interrupted is None:
+    if _well_ended(summary):
         return
     if summary.interrupted is not None:
         raise PoolInterrupted(*summary.interrupted)
