@@ -57,6 +57,8 @@ from ._wire import Inbox, Outbox, decode, encode, join, plain, split
 _QUEUED = JobStatus.QUEUED
 _RUNNING = JobStatus.RUNNING
 _BATCH_SECONDS = 0.002  # aim for batches of about this much work
+_GRANTED_SECONDS = 0.005  # a batch of at most this much estimated work comes granted
+_UNKNOWN_COST = float("inf")  # the cost of a job whose function was not measured yet
 _AHEAD_SECONDS = 0.02  # and keep about this much work in flight on every rank
 _MAX_BATCH = 2048
 _MAX_AHEAD = 32768
@@ -257,7 +259,8 @@ def _ping(pool) -> float:
 class _Rank:
     """A rank the main rank feeds, as the dispatcher sees it."""
 
-    __slots__ = ("rank", "jobs", "known_fns", "reset", "stalled_on", "heard", "last_batch")
+    __slots__ = ("rank", "jobs", "known_fns", "reset", "stalled_on", "heard", "last_batch",
+                 "unclaimed", "silent")
 
     def __init__(self, rank: int):
         self.rank = rank
@@ -269,6 +272,11 @@ class _Rank:
         # a rank silent for long with jobs queued is stopped, hung or in a long job.
         self.heard = 0.0
         self.last_batch = -1  # the number of the last batch sent to it
+        #: batch number -> its job ids, of the batches sent not granted and not claimed
+        #: yet: they cannot have started there, and may be taken back without asking
+        self.unclaimed: dict[int, list[int]] = {}
+        #: it said nothing for long with jobs queued: fed nothing more until it speaks
+        self.silent = False
 
     @property
     def in_flight(self) -> int:
@@ -538,17 +546,22 @@ class _Dispatcher:
     # --- sending work ---------------------------------------------------------------
 
     def dispatch(self) -> bool:
-        mean = self.mean
-        if mean is None:
-            batch_size, ahead = 1, _MIN_AHEAD
-        else:
-            batch_size = max(1, min(_MAX_BATCH, int(_BATCH_SECONDS / mean)))
-            ahead = max(_MIN_AHEAD, min(_MAX_AHEAD, int(_AHEAD_SECONDS / mean)))
         ledger = self.ledger
         local = self.local
         fn_cost = self.fn_cost
         count = ledger.ready_count()
         head = ledger.peek_ready()
+        mean = self.mean
+        if mean is None:
+            batch_size, ahead = 1, _MIN_AHEAD
+        else:
+            ahead = max(_MIN_AHEAD, min(_MAX_AHEAD, int(_AHEAD_SECONDS / mean)))
+            # Batches are sized by what the jobs at the head cost; jobs of a function
+            # not measured yet travel one per batch until its first result says what
+            # it costs: many slow jobs in one batch would all wait behind its first
+            # one, and could not be taken back one by one (a batch is claimed whole).
+            cost = fn_cost.get(cost_key(head._fn)) if head is not None else None
+            batch_size = 1 if cost is None else max(1, min(_MAX_BATCH, int(_BATCH_SECONDS / cost)))
         # A few cheap jobs are done here sooner than a round trip to a sleeping rank.
         if (
             local is not None
@@ -565,6 +578,8 @@ class _Dispatcher:
         for target in sorted(self.ranks, key=lambda t: len(t.jobs)):
             if target.stalled_on is not None and target.stalled_on in target.jobs:
                 continue  # it runs an overrunning job: feed the others
+            if target.silent:
+                continue  # stopped or hung: what it was sent was taken back
             target.stalled_on = None
             limit = min(ahead, len(target.jobs) + share)
             while len(target.jobs) < limit:
@@ -602,7 +617,8 @@ class _Dispatcher:
         local = self.local
         if self.drained or local.stalled_on is not None:
             return False
-        idle = [target for target in self.ranks if not target.jobs and target.stalled_on is None]
+        idle = [target for target in self.ranks
+                if not target.jobs and target.stalled_on is None and not target.silent]
         if not idle:
             return False
         # Keep a fair share of what this thread may still run; give away the end.
@@ -685,6 +701,8 @@ class _Dispatcher:
         mark = -1 - target.rank
         last_fn = None
         fn_id = -1
+        fn_cost = self.fn_cost
+        cost = job_cost = 0.0  # the batch's estimated work (inf: a job of unknown cost)
         for job in jobs:
             fn = job._fn
             if fn is not last_fn:  # runs of one function: one lookup
@@ -693,6 +711,8 @@ class _Dispatcher:
                     new_fns.append((fn_id, fn))
                     known.add(fn_id)
                 last_fn = fn
+                job_cost = fn_cost.get(cost_key(fn), _UNKNOWN_COST)
+            cost += job_cost
             args = job._args
             if plain_values:
                 for item in args:
@@ -716,14 +736,50 @@ class _Dispatcher:
                 return
             ids = [job.id for job in jobs]
             body = self._pack_batch(new_fns, tasks, False)
-        if not owned:
+        # A rank with nothing else to run starts the batch at once, and a cheap batch
+        # is not worth a round trip (a stopped rank keeps at most what is in flight of
+        # cheap ones, about _AHEAD_SECONDS of work): they come granted. Any other waits
+        # in the rank's queue, and is granted when the rank claims it.
+        idle = not owned
+        granted = idle or cost <= _GRANTED_SECONDS
+        if idle:
             target.heard = time.monotonic()  # silence is counted from now
         for job in jobs:
             owned[job.id] = job
             job._waiting = mark
         number = target.last_batch = self.next_batch
         self.next_batch += 1
-        self.outbox.send(target.rank, encode(Kind.BATCH, number, join(plain((ids, reset)), body)))
+        if not granted:
+            target.unclaimed[number] = ids
+        self.outbox.send(target.rank, encode(Kind.BATCH, number,
+                                             join(plain((ids, reset, granted)), body)))
+
+    def grant(self, target: _Rank, number: int) -> None:
+        """Answer a rank's CLAIM of batch ``number``: it may start the batch's jobs that
+        are still its own (none, if the batch was taken back)."""
+        ids = target.unclaimed.pop(number, None)
+        owned = target.jobs
+        if ids is None:
+            given: list[int] | None = []
+        elif all(job_id in owned for job_id in ids):
+            given = None  # all of them (the common case: a short message)
+        else:
+            given = [job_id for job_id in ids if job_id in owned]
+        self.outbox.send(target.rank, encode(Kind.GRANT, number, plain(given)))
+
+    def take_back_unclaimed(self, target: _Rank) -> list:
+        """The jobs of ``target``'s unclaimed batches, taken back without asking (it has
+        not claimed them, so it started none): ready again, to run elsewhere."""
+        owned = target.jobs
+        taken = []
+        for ids in target.unclaimed.values():
+            for job_id in ids:
+                job = owned.get(job_id)
+                if job is not None and job.status is _QUEUED:
+                    del owned[job_id]
+                    taken.append(job)
+        target.unclaimed.clear()
+        return taken
 
     def _pack_batch(self, new_fns: list, tasks: tuple, plain_values: bool) -> bytes:
         """The functions (cloudpickled, nodes by name) and the tasks: plainly pickled
@@ -826,14 +882,21 @@ class _Dispatcher:
                 jobs = jobs[1:]  # it runs the head
             elif target is self.local or quiet - target.heard < limit:
                 continue
+            else:
+                target.silent = True  # stopped, hung, or in a job that never said so
             wanted = [job for job in jobs if job.status is _QUEUED]
             if not wanted:
                 continue
             target.stalled_on = head.id
             if target is self.local:
                 self.ledger.recalled(self.local.take_back(wanted))
-            else:
-                ids = [job.id for job in wanted]
+                continue
+            taken = self.take_back_unclaimed(target)
+            if taken:
+                self.ledger.recalled(taken)
+            # The jobs of the batches it claimed: only it can say which it did not start.
+            ids = [job.id for job in wanted if job.id in target.jobs]
+            if ids:
                 body = plain((ids, target.last_batch))
                 self.recalls.send(target.rank, encode(Kind.RECALL, 0, body))
 
@@ -848,9 +911,12 @@ class _Dispatcher:
             source, buffer = incoming
             target = self.ranks[source - 1]
             target.heard = time.monotonic()
+            target.silent = False
             kind, number, body = decode(buffer)
             if kind == Kind.RESULTS:
                 self._results(target, body)
+            elif kind == Kind.CLAIM:
+                self.grant(target, number)
             elif kind == Kind.STARTED:
                 job = jobs[number]
                 if job._waiting == -1 - source:

@@ -4,14 +4,16 @@
 
     main rank (rank 0)                                  worker rank r (r > 0)
     ──────────────────                                  ─────────────────────
-    ready queue ── BATCH(job ids | reset?, new fns, tasks) ───────────▶ task deque
+    ready queue ── BATCH(job ids | reset?, granted?, new fns, tasks) ─▶ task deque
+                ── GRANT(batch, [job ids] | all) ─────────────────────▶ may start these
                 ── FREE([node keys]) ─────────────────────────────────▶ drop pool_cache values
                 ── DRAIN ─────────────────────────────────────────────▶ drop unstarted tasks
                 ── CANCEL([job ids]) ─────────────────────────────────▶ drop these, if unstarted
                 ── RECALL([job ids]) (own tag) ───────────────────────▶ give back these, if unstarted
                 ── DUMP (own tag) ────────────────────────────────────▶ print stacks, running jobs
                 ── STOP(Summary) ─────────────────────────────────────▶ leave execute()
-    job states ◀── STARTED(job id, t0) ── first job of a batch, or a slow stretch
+    job states ◀── CLAIM(batch) ── before it starts a batch not granted with it
+               ◀── STARTED(job id, t0) ── first job of a batch, or a slow stretch
                ◀── RESULTS([(job id, ok, t0, t1)] | values) ── flushed per batch / 20 ms
                ◀── DROPPED([job ids]) ── answer to DRAIN and CANCEL
                ◀── RECALLED([job ids]) ── answer to RECALL: the ids really given back
@@ -37,8 +39,17 @@ back the jobs queued behind an overrunning job, or on a rank that went silent) a
 have their own tags: a worker's side thread takes them even while a job holds its main
 thread, and a task is taken under one lock, by the job loop to run it or by the side
 thread to give it back, never both. A rank that is stopped (SIGSTOP) or hung answers
-nothing: its jobs stay its own until it answers, because the main rank cannot tell a
-job it never started from one it started just before it stopped.
+nothing. So a worker starts only the jobs of a batch the main rank *granted*: a batch
+sent to a rank with nothing else to run, or of cheap jobs (a few ms of measured work),
+is granted with it; any other is claimed
+(CLAIM) by the worker once it is one of the next two batches in its queue, so the
+grant comes back while the batch before it runs. Until it is claimed, a batch can be
+taken back without asking (it cannot have started): a rank that went silent, or runs
+an overrunning job, loses its unclaimed batches at once, and the GRANT that answers a
+late claim names only the jobs still its own (none, for a batch taken back). A
+stopped rank thus keeps the job it runs, the batch it claimed ahead (whose jobs it may
+have started just before it stopped) and its cheap batches (a few ms of work in all);
+the rest runs elsewhere meanwhile.
 
 Functions travel once per worker (a table of ids, reset when it grows past a bound, so
 per-job closures are not kept for the pool's whole life); configuration nodes and the
@@ -77,6 +88,7 @@ class Kind(IntEnum):
     CANCEL = 5
     RECALL = 6
     DUMP = 7
+    GRANT = 8
     STARTED = 11
     RESULTS = 12
     DROPPED = 13
@@ -85,6 +97,7 @@ class Kind(IntEnum):
     INTERRUPTED = 16
     REPORT = 17
     RECALLED = 18
+    CLAIM = 19
 
 
 class Cause(IntEnum):

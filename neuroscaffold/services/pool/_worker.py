@@ -100,11 +100,15 @@ class _Tasks:
     """
 
     __slots__ = ("queue", "lock", "ahead", "seen", "skip", "recall_ids", "recall_upto", "late",
-                 "_recalls", "_inbox")
+                 "order", "granted", "claimed", "_recalls", "_inbox")
 
     def __init__(self, comm):
-        self.queue: deque = deque()  # (job id, fn, args, kwargs, first) or _END_OF_BATCH
+        #: (job id, fn, args, kwargs, first, batch number) or _END_OF_BATCH
+        self.queue: deque = deque()
         self.lock = threading.Lock()
+        self.order: deque[int] = deque()  # the numbers of the queued batches, in order
+        self.granted: set[int] = set()  # queued batches whose jobs may start
+        self.claimed: set[int] = set()  # queued batches claimed, not granted yet
         self.ahead: deque = deque()  # messages the side thread received for the job loop
         self.seen = -1  # the number of the last batch received (they only grow)
         self.skip: set[int] = set()  # given back already: left out when queued
@@ -154,11 +158,16 @@ class _Tasks:
             wanted.clear()  # the rest were started before the RECALL came
         return given
 
-    def add_batch(self, number: int, batch: list) -> None:
-        """Queue a received batch, without the jobs already given back."""
+    def add_batch(self, number: int, batch: list, granted: bool = True) -> None:
+        """Queue a received batch, without the jobs already given back; its jobs start
+        once it is ``granted`` (see :meth:`claims_due`)."""
         with self.lock:
             if number > self.seen:
                 self.seen = number
+            if batch:
+                self.order.append(number)
+                if granted:
+                    self.granted.add(number)
             skip = self.skip
             if skip:
                 kept = []
@@ -206,7 +215,46 @@ class _Tasks:
         with self.lock:
             dropped = [task[0] for task in self.queue if task is not _END_OF_BATCH]
             self.queue.clear()
+            self.order.clear()
+            self.granted.clear()
+            self.claimed.clear()
         return dropped
+
+    def claims_due(self) -> list[int]:
+        """The batches to claim now: of the next two queued, those neither granted nor
+        claimed. Claiming one batch ahead, the grant comes back while the batch before
+        it runs; a batch further back stays unclaimed, so the main rank can take it
+        back without asking if this rank stops (see ``_protocol``)."""
+        due = []
+        with self.lock:
+            for index, number in enumerate(self.order):
+                if index == 2:
+                    break
+                if number not in self.granted and number not in self.claimed:
+                    self.claimed.add(number)
+                    due.append(number)
+        return due
+
+    def grant(self, number: int, ids) -> None:
+        """The main rank granted batch ``number``: all its jobs (``ids`` None), or only
+        those of ``ids`` (it took the others back: they are dropped unstarted)."""
+        with self.lock:
+            self.claimed.discard(number)
+            self.granted.add(number)
+            if ids is None:
+                return
+            keep = set(ids)
+            queue = self.queue
+            kept = [task for task in queue
+                    if task is _END_OF_BATCH or task[5] != number or task[0] in keep]
+            if len(kept) != len(queue):
+                queue.clear()
+                queue.extend(kept)
+
+    def end_batch(self) -> None:
+        """The job loop took the end-of-batch mark of the first queued batch."""
+        if self.order:
+            self.granted.discard(self.order.popleft())
 
 
 class _SideListener:
@@ -296,6 +344,7 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox, shared: _Tasks) -> Summary:
     network, rank, size = pool.network, pool.rank, pool.size
     tasks = shared.queue
     lock = shared.lock
+    granted = shared.granted
     fns: dict[int, object] = {}
     meta: list = []
     values: list = []
@@ -322,7 +371,7 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox, shared: _Tasks) -> Summary:
             kind, number, body = decode(incoming[1])
             if kind == Kind.BATCH:
                 ids_blob, payload = split(body)
-                ids, reset = loads(ids_blob, None)
+                ids, reset, pregranted = loads(ids_blob, None)
                 if reset:
                     fns.clear()  # the main rank forgot its functions: so do we
                 try:
@@ -344,10 +393,12 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox, shared: _Tasks) -> Summary:
                         fn = fns[fn_id]
                         last_id = fn_id
                     kwargs = all_kwargs[index] if all_kwargs is not None else None
-                    batch.append((job_id, fn, all_args[index], kwargs, first))
+                    batch.append((job_id, fn, all_args[index], kwargs, first, number))
                     first = False
                 batch.append(_END_OF_BATCH)
-                shared.add_batch(number, batch)
+                shared.add_batch(number, batch, pregranted)
+            elif kind == Kind.GRANT:
+                shared.grant(number, loads(body, None))
             elif kind == Kind.FREE:
                 for key in loads(body, network):
                     pool._cache.free(key)
@@ -365,7 +416,9 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox, shared: _Tasks) -> Summary:
         given = shared.answer_recalls()
         if given:
             outbox.send(0, encode(Kind.RECALLED, 0, plain(given)))
-        if tasks:
+        for number in shared.claims_due():
+            outbox.send(0, encode(Kind.CLAIM, number))
+        if tasks and (tasks[0] is _END_OF_BATCH or tasks[0][5] in granted):
             # Run tasks until the batch ends or _POLL_EVERY passed, then look for messages
             # again (not before every task: a probe costs more than a trivial job). A job
             # that ran that long is followed by a look, so a CANCEL that had arrived while
@@ -377,11 +430,18 @@ def _loop(pool, guard, inbox: Inbox, outbox: Outbox, shared: _Tasks) -> Summary:
                 with lock:
                     if not tasks:
                         break
-                    task = tasks.popleft()
+                    task = tasks[0]
+                    if task is _END_OF_BATCH:
+                        tasks.popleft()
+                        shared.end_batch()
+                    elif task[5] not in granted:
+                        break  # claimed (above), its grant still on its way
+                    else:
+                        tasks.popleft()
                 if task is _END_OF_BATCH:
                     flush()
                     break
-                job_id, fn, args, kwargs, first = task
+                job_id, fn, args, kwargs, first, _ = task
                 if first or time.monotonic() - last_sent > _FLUSH_EVERY:
                     flush()
                     outbox.send(0, encode(Kind.STARTED, job_id, plain(time.time())))
