@@ -236,9 +236,12 @@ def test_after_ctrl_c_the_last_line_says_stopped(tmp_path):
         "placement": {"p": {"strategy": "slowstrategies.Slow", "cell_types": ["a"],
                             "partitions": ["all"]}},
     }))
+    # main() is called as a library call would be: it keeps the SIGINT disposition it
+    # inherits, and a runner started in the background (``cmd &``) ignores SIGINT.
     proc = subprocess.Popen([sys.executable, "-c", CLI, "compile", str(tmp_path / "slow.yaml"),
                              "-o", str(tmp_path / "slow.hdf5")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=base_env(), cwd=tmp_path)
+                            stderr=subprocess.PIPE, text=True, env=base_env(), cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(3)
     proc.send_signal(signal.SIGINT)
     try:
