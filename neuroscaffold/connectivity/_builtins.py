@@ -9,9 +9,11 @@ from .. import config
 from ..config import types
 from ..chunks import Chunk, chunk_indices_in_box
 from ..placement import CellEstimates, partner_estimate
+from ..services.pool import pool_cache
 from ._cells import CellSelection
 from ._kernels import optional_kernel
 from ._strategy import ConnectionStrategy
+from ._trees import ChunkTrees
 
 __all__ = ["AllToAll", "DistanceConnectivity"]
 
@@ -73,15 +75,34 @@ class DistanceConnectivity(ConnectionStrategy):
         return partner_estimate(cells, chunk, self.postsynaptic.name, self.presynaptic.name,
                                 self.radius, partners)
 
+    @pool_cache
+    def presynaptic_trees(self) -> ChunkTrees:
+        """The presynaptic cells of each chunk with their KD-tree, built once per rank
+        (a job uses the trees of up to 27 chunks, its neighbours' jobs the same ones)."""
+        return ChunkTrees(self.get_cells()[self.presynaptic.name])
+
+    def presynaptic_cells(self, chunk: Chunk) -> CellSelection:
+        return self.presynaptic_trees().select(self.presynaptic_chunks(chunk))
+
     def connect(self, pre: CellSelection, post: CellSelection) -> np.ndarray:
-        close = cKDTree(post.positions).sparse_distance_matrix(
-            cKDTree(pre.positions), self.radius, output_type="ndarray"
-        )
-        pairs = np.column_stack([close["j"], close["i"]]).astype(np.int64)
-        order = np.lexsort((pairs[:, 0], pairs[:, 1]))
-        pairs = pairs[order]
+        """Every pair within the radius, in (post, pre) order, each kept with its chance
+        (one draw per pair, in that order: the same pairs whatever found them)."""
+        post_tree = cKDTree(post.positions)
+        found = [(start, post_tree.sparse_distance_matrix(tree, self.radius, output_type="ndarray"))
+                 for start, tree in pre.trees or [(0, cKDTree(pre.positions))]]
+        post_of = np.concatenate([close["i"] for _, close in found])
+        pre_of = np.concatenate([close["j"] + start for start, close in found])
+        # (post, pre) by the pre cells' indices in the placement set: the order of the
+        # cells in ``pre`` is the order of its chunks, which another job may list
+        # differently
+        indices = pre.indices
+        key = post_of * (int(indices.max()) + 1)
+        key += indices[pre_of]
+        order = np.argsort(key)
+        pairs = np.column_stack([pre_of[order], post_of[order]])
         if self.kernel is not None:
-            return pairs[self.rng().random(len(pairs)) < self.chance(close["v"][order])]
+            distances = np.concatenate([close["v"] for _, close in found])[order]
+            return pairs[self.rng().random(len(pairs)) < self.chance(distances)]
         if self.probability < 1:
             pairs = pairs[self.rng().random(len(pairs)) < self.probability]
         return pairs

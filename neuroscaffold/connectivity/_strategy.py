@@ -94,6 +94,12 @@ class ConnectionStrategy(ChunkedStrategy):
         the search, as distance rules do."""
         return None
 
+    def presynaptic_cells(self, chunk: Chunk) -> CellSelection:
+        """The presynaptic cells the job of ``chunk`` considers: those of
+        :meth:`presynaptic_chunks`. A rule may override it to reuse, on each rank, what
+        it built for earlier jobs (the distance rule keeps a KD-tree per chunk)."""
+        return self.get_cells()[self.presynaptic.name].select(self.presynaptic_chunks(chunk))
+
     def _placement_strategies(self) -> list:
         types = {self.presynaptic.name, self.postsynaptic.name}
         return [
@@ -118,8 +124,8 @@ class ConnectionStrategy(ChunkedStrategy):
         cells = self.get_cells()
         post_chunks = [c.index for c in chunk.subchunks(grid)]
         post = cells[self.postsynaptic.name].select(post_chunks)
-        pre = cells[self.presynaptic.name].select(self.presynaptic_chunks(chunk)) \
-            if len(post) else cells[self.presynaptic.name].select([])
+        pre = self.presynaptic_cells(chunk) if len(post) \
+            else cells[self.presynaptic.name].select([])
         with self._job(chunk):
             found = self.connect(pre, post) if len(pre) and len(post) else ()
         local = check_pairs(self, chunk, found, len(pre), len(post))  # int (m, 2), in range
