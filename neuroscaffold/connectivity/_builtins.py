@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from .. import config
 from ..config import types
@@ -13,7 +12,8 @@ from ..services.pool import pool_cache
 from ._cells import CellSelection
 from ._kernels import optional_kernel
 from ._strategy import ConnectionStrategy
-from ._trees import ChunkTrees
+from . import _trees
+from ._trees import ChunkTrees, pairs_within
 
 __all__ = ["AllToAll", "DistanceConnectivity"]
 
@@ -75,6 +75,10 @@ class DistanceConnectivity(ConnectionStrategy):
         return partner_estimate(cells, chunk, self.postsynaptic.name, self.presynaptic.name,
                                 self.radius, partners)
 
+    def estimate_cache_memory(self, cells: CellEstimates) -> float:
+        total = cells.total(self.presynaptic.name)
+        return min(_trees.TREE_CACHE_BYTES, (total or 0.0) * _trees.TREE_BYTES_PER_CELL)
+
     @pool_cache
     def presynaptic_trees(self) -> ChunkTrees:
         """The presynaptic cells of each chunk with their KD-tree, built once per rank
@@ -87,21 +91,9 @@ class DistanceConnectivity(ConnectionStrategy):
     def connect(self, pre: CellSelection, post: CellSelection) -> np.ndarray:
         """Every pair within the radius, in (post, pre) order, each kept with its chance
         (one draw per pair, in that order: the same pairs whatever found them)."""
-        post_tree = cKDTree(post.positions)
-        found = [(start, post_tree.sparse_distance_matrix(tree, self.radius, output_type="ndarray"))
-                 for start, tree in pre.trees or [(0, cKDTree(pre.positions))]]
-        post_of = np.concatenate([close["i"] for _, close in found])
-        pre_of = np.concatenate([close["j"] + start for start, close in found])
-        # (post, pre) by the pre cells' indices in the placement set: the order of the
-        # cells in ``pre`` is the order of its chunks, which another job may list
-        # differently
-        indices = pre.indices
-        key = post_of * (int(indices.max()) + 1)
-        key += indices[pre_of]
-        order = np.argsort(key)
-        pairs = np.column_stack([pre_of[order], post_of[order]])
+        pre_of, post_of, distances = pairs_within(pre, post, self.radius)
+        pairs = np.column_stack([pre_of, post_of])
         if self.kernel is not None:
-            distances = np.concatenate([close["v"] for _, close in found])[order]
             return pairs[self.rng().random(len(pairs)) < self.chance(distances)]
         if self.probability < 1:
             pairs = pairs[self.rng().random(len(pairs)) < self.probability]

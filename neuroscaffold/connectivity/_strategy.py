@@ -88,6 +88,11 @@ class ConnectionStrategy(ChunkedStrategy):
         """
         return None
 
+    def estimate_cache_memory(self, cells: CellEstimates) -> float:
+        """The plan's hook: bytes each rank keeps for this strategy between its jobs
+        (its ``pool_cache`` values), from the expected ``cells``; 0 by default."""
+        return 0.0
+
     def presynaptic_chunks(self, chunk: Chunk) -> "np.ndarray | list[tuple[int, int, int]] | None":
         """The network chunks whose presynaptic cells the job of ``chunk`` considers
         (None: all of them), as a list of indices or an (n, 3) array. Override to limit
