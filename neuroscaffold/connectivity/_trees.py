@@ -23,7 +23,7 @@ from ._cells import CellIndex, CellSelection
 __all__ = ["TREE_BYTES_PER_CELL", "TREE_CACHE_BYTES", "ChunkTrees", "kd_tree", "pairs_within", "radix_order"]
 
 #: Bytes of trees (with their cells) a store keeps, at most.
-TREE_CACHE_BYTES = 32 << 20
+TREE_CACHE_BYTES = 16 << 20
 #: Bytes of one tree node, for the store's accounting: scipy's ``ckdtreenode`` is 9
 #: words; measured with its share of the vector, ~107 bytes.
 _NODE_BYTES = 120
