@@ -16,7 +16,10 @@ strategies' own ``place``/``connect`` (the rest is the framework: scheduling, re
 cells, writing, merging), max RSS per rank, the file size, bytes the main rank received
 per job, MPI lock acquisitions, the speed-up over serial (of the whole command, and of the
 compile), and whether the file is the serial one. The package's bytecode is compiled
-first, as an installed package has it. Then the serial CPU per connection at each size, against 1x.
+first, as an installed package has it. Then, per size, the serial CPU of the built-in
+``distance`` rule's jobs against its floor (one whole-population KD-tree pair search per
+set, the draws and the file write; see ``compile_run.distance_floor``) and their ratio,
+and the serial CPU per connection at each size, against 1x.
 """
 
 from __future__ import annotations
@@ -80,6 +83,16 @@ def _bytecode() -> None:
     compileall.compile_dir(ROOT / "neuroscaffold", quiet=1)
 
 
+def _floor_row(factor: int, runs: list[dict]) -> dict:
+    """The serial distance jobs' CPU against their floor (``compile_run.distance_floor``),
+    each run's ratio taken within its own process, where load hits both alike."""
+    jobs = [run["ranks"][0]["distance_cpu"] for run in runs]
+    floor = [run["floor_cpu"] for run in runs]
+    return {"size": f"{factor}x", "jobs": statistics.median(jobs),
+            "floor": statistics.median(floor),
+            "ratio": statistics.median(j / f for j, f in zip(jobs, floor))}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8], choices=sorted(SIZES))
@@ -90,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     from neuroscaffold.storage import canonical_contents
 
     _bytecode()
-    rows, per_connection = [], {}
+    rows, per_connection, floors = [], {}, []
     with tempfile.TemporaryDirectory(prefix="bench-compile-") as folder:
         folder = Path(folder)
         for factor in args.sizes:
@@ -126,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
                 })
                 if ranks == 1:
                     per_connection[factor] = cpu / rs[-1]["connections"]
+                    floors.append(_floor_row(factor, rs))
     print(f"Compile of the example network (median of {args.repeats}, alternating; "
           f"{os.cpu_count()} cores)\n")
     print("| size | ranks | wall (s) | compile (s) | merge | CPU (s) | in strategies "
@@ -140,6 +154,14 @@ def main(argv: list[str] | None = None) -> None:
               f"| {row['bytes_per_job']:.0f} | {row['locks']} "
               f"| {row['speedup']:.2f} ({row['compile_speedup']:.2f}) "
               f"| {'yes' if row['same'] else 'NO'} |")
+    if floors:
+        print("\nBuilt-in distance sets, serial: CPU of their jobs against the floor, one "
+              "whole-population KD-tree pair search per set plus the file write, measured "
+              "in the same process right after the compile (median of the ratios)\n")
+        print("| size | distance jobs CPU (s) | floor CPU (s) | jobs / floor |")
+        print("|---|---|---|---|")
+        for row in floors:
+            print(f"| {row['size']} | {row['jobs']:.2f} | {row['floor']:.2f} | {row['ratio']:.2f}x |")
     if per_connection and min(per_connection) in per_connection:
         first = per_connection[min(per_connection)]
         print("\nSerial CPU per connection: " + ", ".join(

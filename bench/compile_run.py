@@ -4,9 +4,11 @@
 
 Compiles CONFIG into OUT (``--clear``), exactly as ``neuroscaffold compile`` does, and
 prints one JSON line from the main rank with, per rank: CPU seconds of the compile,
-CPU seconds inside the strategies' own ``place``/``connect``, max RSS, and the bytes
-the main rank received from the others (the pool's messages), plus the MPI lock
-acquisitions (a compile takes none) and the seconds of the final merge.
+CPU seconds inside the strategies' own ``place``/``connect``, CPU seconds of the
+built-in ``distance`` jobs, max RSS, and the bytes the main rank received from the
+others (the pool's messages), plus the MPI lock acquisitions (a compile takes none), the
+seconds of the final merge and, serially, the CPU seconds of the distance sets' floor
+(:func:`distance_floor`), measured in the same process right after the compile.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import resource
 import sys
+import tempfile
 import time
 
 
@@ -49,22 +52,73 @@ def _count_locks() -> list[int]:
     return taken
 
 
+def _timed(cls: type, name: str, clock=time.perf_counter, only=None) -> list[float]:
+    """Replace method ``name`` of ``cls`` by one that adds its seconds on ``clock`` (of
+    calls on instances of exactly ``only``, when given) to the returned list's one
+    value (benchmark only)."""
+    spent = [0.0]
+    method = getattr(cls, name)
+
+    def timed(self, *args, **kwargs):
+        if only is not None and type(self) is not only:
+            return method(self, *args, **kwargs)
+        start = clock()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            spent[0] += clock() - start
+
+    setattr(cls, name, timed)
+    return spent
+
+
 def _time_merge() -> list[float]:
     """Time the final merge of the shards into the network file (benchmark only)."""
     from neuroscaffold.storage import HDF5Storage
 
-    spent = [0.0]
-    merge = HDF5Storage.merge
+    return _timed(HDF5Storage, "merge")
 
-    def timed(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return merge(self, *args, **kwargs)
-        finally:
-            spent[0] += time.perf_counter() - start
 
-    HDF5Storage.merge = timed
-    return spent
+def _time_distance_jobs() -> list[float]:
+    """CPU seconds of this rank's jobs of the built-in ``distance`` rule, whole jobs:
+    reading the cells, the search, the draws, writing the pairs (benchmark only).
+    Thread CPU time: the main rank runs two jobs at once, and a loaded machine delays
+    a job's wall time, not its CPU time."""
+    from neuroscaffold.connectivity import ConnectionStrategy, DistanceConnectivity
+
+    return _timed(ConnectionStrategy, "connect_chunk", time.thread_time, DistanceConnectivity)
+
+
+def distance_floor(network, folder: str) -> tuple[float, int]:
+    """The least work the built-in ``distance`` sets of ``network`` need, in CPU
+    seconds, and the pairs it writes: per set, one KD-tree pair search over the whole
+    populations (both trees built), a draw per pair where a pair has a chance below 1,
+    and the kept pairs written to an HDF5 file in ``folder``. The cells are read before
+    the clock starts. A compile's jobs do this work chunk by chunk, plus reading the
+    cells, sorting, checking and journaling the pairs."""
+    import h5py
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    from neuroscaffold.connectivity import DistanceConnectivity
+
+    sets = [s for s in network.connectivity.values() if type(s) is DistanceConnectivity]
+    positions = {}
+    for name in {ct.name for s in sets for ct in (s.presynaptic, s.postsynaptic)}:
+        positions[name] = network.storage.load_positions(name)
+    written = 0
+    start = time.thread_time()
+    with h5py.File(f"{folder}/floor.hdf5", "w") as file:
+        for s in sets:
+            pre, post = positions[s.presynaptic.name], positions[s.postsynaptic.name]
+            close = cKDTree(post).sparse_distance_matrix(cKDTree(pre), s.radius,
+                                                         output_type="ndarray")
+            pairs = np.column_stack([close["j"], close["i"]]).astype(np.int64)
+            if s.kernel is not None or s.probability < 1:
+                pairs = pairs[np.random.default_rng(0).random(len(pairs)) < s.chance(close["v"])]
+            file.create_dataset(s.name, data=pairs)
+            written += len(pairs)
+    return time.thread_time() - start, written
 
 
 def _peak_rss_mb(usage) -> float:
@@ -90,6 +144,7 @@ def main() -> None:
     from neuroscaffold.services import MPI
 
     received, locks, merge = _count_received(), _count_locks(), _time_merge()
+    distance = _time_distance_jobs()
     network = Network(Configuration.from_file(config), output)
     # Under mpiexec, MPI starts here (a serial run never starts it): its start-up is a
     # cost of the launch, counted in the whole command's time, not in the compile's.
@@ -105,10 +160,15 @@ def main() -> None:
         "max_rss_mb": _peak_rss_mb(after),
         "received": received[0],
         "locks": locks[0],
+        "distance_cpu": distance[0],
     }
     ranks = MPI.gather(mine)
     if MPI.get_rank() == 0:
         summary = network.storage.summary()
+        floor = None
+        if MPI.get_size() == 1:  # back to back with the compile, in the same process
+            with tempfile.TemporaryDirectory(prefix="floor-") as folder:
+                floor = distance_floor(network, folder)[0]
         print(json.dumps({
             "compile_s": elapsed,
             "merge_s": merge[0],
@@ -117,6 +177,7 @@ def main() -> None:
             "cells": sum(summary["cells"].values()),
             "connections": sum(c for *_, c in summary["connections"].values()),
             "size": summary["size"],
+            "floor_cpu": floor,
         }), flush=True)
 
 

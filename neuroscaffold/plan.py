@@ -388,6 +388,7 @@ def _connectivity_plan(strategy: Any, cells: Any, grid, exact: bool) -> Strategy
     own = cells.in_chunk(job_type, regions[largest]) if regions else 0.0
     plan.job_memory = (max(answers, default=0.0) * CONNECT_BYTES_PER_PAIR
                        + (own or 0.0) * CACHE_BYTES_PER_CELL)
+    plan.cache_memory = strategy.estimate_cache_memory(cells)
     radius = getattr(strategy, "radius", None)
     if isinstance(radius, (int, float)):
         plan.source = (f"connectivity.{strategy.name}.radius", f"{radius:g} µm")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from .. import config
 from ..config import types
 from ..chunks import Chunk, chunk_indices_in_box
 from ..placement import CellEstimates, partner_estimate
+from ..services.pool import pool_cache
 from ._cells import CellSelection
 from ._kernels import optional_kernel
 from ._strategy import ConnectionStrategy
+from . import _trees
+from ._trees import ChunkTrees, pairs_within
 
 __all__ = ["AllToAll", "DistanceConnectivity"]
 
@@ -73,15 +75,26 @@ class DistanceConnectivity(ConnectionStrategy):
         return partner_estimate(cells, chunk, self.postsynaptic.name, self.presynaptic.name,
                                 self.radius, partners)
 
+    def estimate_cache_memory(self, cells: CellEstimates) -> float:
+        total = cells.total(self.presynaptic.name)
+        return min(_trees.TREE_CACHE_BYTES, (total or 0.0) * _trees.TREE_BYTES_PER_CELL)
+
+    @pool_cache
+    def presynaptic_trees(self) -> ChunkTrees:
+        """The presynaptic cells of each chunk with their KD-tree, built once per rank
+        (a job uses the trees of up to 27 chunks, its neighbours' jobs the same ones)."""
+        return ChunkTrees(self.get_cells()[self.presynaptic.name])
+
+    def presynaptic_cells(self, chunk: Chunk) -> CellSelection:
+        return self.presynaptic_trees().select(self.presynaptic_chunks(chunk))
+
     def connect(self, pre: CellSelection, post: CellSelection) -> np.ndarray:
-        close = cKDTree(post.positions).sparse_distance_matrix(
-            cKDTree(pre.positions), self.radius, output_type="ndarray"
-        )
-        pairs = np.column_stack([close["j"], close["i"]]).astype(np.int64)
-        order = np.lexsort((pairs[:, 0], pairs[:, 1]))
-        pairs = pairs[order]
+        """Every pair within the radius, in (post, pre) order, each kept with its chance
+        (one draw per pair, in that order: the same pairs whatever found them)."""
+        pre_of, post_of, distances = pairs_within(pre, post, self.radius)
+        pairs = np.column_stack([pre_of, post_of])
         if self.kernel is not None:
-            return pairs[self.rng().random(len(pairs)) < self.chance(close["v"][order])]
+            return pairs[self.rng().random(len(pairs)) < self.chance(distances)]
         if self.probability < 1:
             pairs = pairs[self.rng().random(len(pairs)) < self.probability]
         return pairs

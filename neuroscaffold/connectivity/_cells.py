@@ -2,33 +2,57 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 __all__ = ["CellIndex", "CellSelection"]
 
 
-@dataclass
+def _made(value: Any) -> Any:
+    return value() if callable(value) else value
+
+
 class CellSelection:
     """Some cells of one type: ``positions`` (n, 3), their ``indices`` in the type's
-    placement set, and the network chunk each lies in (``chunks``, (n, 3) ints, made
-    when first asked for)."""
+    placement set, and the network chunk each lies in (``chunks``, (n, 3) ints).
 
-    cell_type: Any
-    positions: np.ndarray
-    indices: np.ndarray
-    _chunks: Any  # the chunks array, or a function that makes it
+    Each of the three may be given as a function that makes it when first asked for: a
+    rule that never looks at them does not pay for them. ``trees``: KD-trees over
+    consecutive runs of the cells, as ``(first cell, scipy cKDTree)``, when they were
+    built already (the distance rule keeps one per chunk on each rank); empty otherwise.
+    """
+
+    def __init__(self, cell_type: Any, positions: np.ndarray | Callable[[], np.ndarray],
+                 indices: np.ndarray | Callable[[], np.ndarray],
+                 chunks: np.ndarray | Callable[[], np.ndarray], *, count: int | None = None,
+                 trees: Sequence[tuple[int, Any]] = ()):
+        self.cell_type = cell_type
+        self._positions, self._indices, self._chunks = positions, indices, chunks
+        self._count = len(self.indices) if count is None else int(count)
+        self.trees = tuple(trees)
+
+    @property
+    def positions(self) -> np.ndarray:
+        self._positions = _made(self._positions)
+        return self._positions
+
+    @property
+    def indices(self) -> np.ndarray:
+        self._indices = _made(self._indices)
+        return self._indices
 
     @property
     def chunks(self) -> np.ndarray:
-        if callable(self._chunks):
-            self._chunks = self._chunks()
+        self._chunks = _made(self._chunks)
         return self._chunks
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return self._count
+
+    def __repr__(self) -> str:
+        name = getattr(self.cell_type, "name", self.cell_type)
+        return f"CellSelection({name!r}, {len(self):,} cells)"
 
 
 class CellIndex:

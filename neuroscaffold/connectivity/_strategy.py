@@ -88,11 +88,22 @@ class ConnectionStrategy(ChunkedStrategy):
         """
         return None
 
+    def estimate_cache_memory(self, cells: CellEstimates) -> float:
+        """The plan's hook: bytes each rank keeps for this strategy between its jobs
+        (its ``pool_cache`` values), from the expected ``cells``; 0 by default."""
+        return 0.0
+
     def presynaptic_chunks(self, chunk: Chunk) -> "np.ndarray | list[tuple[int, int, int]] | None":
         """The network chunks whose presynaptic cells the job of ``chunk`` considers
         (None: all of them), as a list of indices or an (n, 3) array. Override to limit
         the search, as distance rules do."""
         return None
+
+    def presynaptic_cells(self, chunk: Chunk) -> CellSelection:
+        """The presynaptic cells the job of ``chunk`` considers: those of
+        :meth:`presynaptic_chunks`. A rule may override it to reuse, on each rank, what
+        it built for earlier jobs (the distance rule keeps a KD-tree per chunk)."""
+        return self.get_cells()[self.presynaptic.name].select(self.presynaptic_chunks(chunk))
 
     def _placement_strategies(self) -> list:
         types = {self.presynaptic.name, self.postsynaptic.name}
@@ -118,8 +129,8 @@ class ConnectionStrategy(ChunkedStrategy):
         cells = self.get_cells()
         post_chunks = [c.index for c in chunk.subchunks(grid)]
         post = cells[self.postsynaptic.name].select(post_chunks)
-        pre = cells[self.presynaptic.name].select(self.presynaptic_chunks(chunk)) \
-            if len(post) else cells[self.presynaptic.name].select([])
+        pre = self.presynaptic_cells(chunk) if len(post) \
+            else cells[self.presynaptic.name].select([])
         with self._job(chunk):
             found = self.connect(pre, post) if len(pre) and len(post) else ()
         local = check_pairs(self, chunk, found, len(pre), len(post))  # int (m, 2), in range
