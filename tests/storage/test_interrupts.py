@@ -146,7 +146,7 @@ def _resume_ranks(k: int, i: int) -> int | None:
     return (k, None, 5 - k)[i % 3]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("k", [2, 3])
 def test_interrupts_sent_to_mpiexec_at_random_moments(reference, tmp_path, k):
     config, expected, _ = reference
