@@ -63,7 +63,7 @@ def test_a_shortage_fails_in_one_line_naming_the_count(tmp_path, capsys):
     assert main(["compile", str(config), "-o", str(tmp_path / "s.hdf5"), "-q"]) == 1
     err = capsys.readouterr().err
     # (how many cells a chunk holds is a seeded draw: every cell of the chunk is short)
-    assert re.search(r"job 'connect a_to_a \(0, 0, 0\)' failed on rank 0: ValueError: "
+    assert re.search(r"job 'connect a_to_a \(0, 0, 0\)' failed on rank 0: ShortfallError: "
                      r"(\d+) of \1 postsynaptic cells have fewer than indegree=50 presynaptic "
                      r"cells within 20 µm \(the fewest: 0\)", err), err
     assert "allow multapses, widen the radius or lower indegree" in err
