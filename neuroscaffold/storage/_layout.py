@@ -196,8 +196,9 @@ def create_network_file(path: Path, configuration: str, tables: dict[tuple[str, 
 
 
 #: The most block tags a set keeps in its ``strategies`` attribute: HDF5 keeps an
-#: attribute in its object header, 64 KiB at most. More (a fixed_outdegree set tags
-#: its blocks by presynaptic chunk) go into a dataset of that name instead.
+#: attribute in its object header, 64 KiB at most (16 bytes a string, so about 4,000
+#: tags). More (a fixed_outdegree set tags its blocks by presynaptic chunk) go into a
+#: dataset of that name instead.
 _TAGS_IN_ATTRIBUTE = 1000
 
 
