@@ -1,7 +1,8 @@
 """fixed_outdegree: exactly N partners per presynaptic cell, within the radius, without
 autapses or multapses unless allowed, its pairs stored in the postsynaptic cells'
-chunks; a shortage fails in one line; the same network at 1 to 4 ranks; the plan
-knows its size."""
+chunks; the same network at 1 to 4 ranks; the plan knows its size. (Its shortage rule,
+shared with fixed_indegree, is tested in test_degree_rules.py; resumes in
+test_resume.py.)"""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from scipy import stats
 from neuroscaffold import Configuration, Network
 from neuroscaffold.connectivity import CellSelection
 from neuroscaffold.connectivity._degree import _draw
-from neuroscaffold.exceptions import ShortfallError, WorkflowError
+from neuroscaffold.exceptions import ShortfallError
 from neuroscaffold.storage import canonical_contents
 from tests._mpi import run_script
 from tests.config._models import two_layers
@@ -90,30 +91,6 @@ def test_pairs_are_stored_with_the_chunk_of_their_postsynaptic_cell(tmp_path):
             assert sorted(map(tuple, incoming)) == sorted(map(tuple, expected))
             found += len(incoming)
         assert found == len(pairs)
-
-
-def test_a_shortage_fails_in_one_line_naming_the_count(tmp_path, capsys):
-    from neuroscaffold.cli import main
-
-    config = tmp_path / "short.yaml"
-    config.write_text(yaml.safe_dump(_model(outdegree=50, radius=20)))
-    assert main(["compile", str(config), "-o", str(tmp_path / "s.hdf5"), "-q"]) == 1
-    err = capsys.readouterr().err
-    # (how many cells a chunk holds is a seeded draw: every cell of the chunk is short)
-    assert re.search(r"job 'connect a_to_a \(0, 0, 0\)' failed on rank 0: ShortfallError: "
-                     r"(\d+) of \1 presynaptic cells have fewer than outdegree=50 postsynaptic "
-                     r"cells within 20 µm \(the fewest: 0\); allow multapses, widen the radius "
-                     r"or lower outdegree", err), err
-
-
-def test_with_multapses_only_a_cell_without_any_candidate_is_short(tmp_path):
-    data = _model(outdegree=3, radius=2, multapses=True)
-    with pytest.raises(WorkflowError) as caught:
-        _compile(data, tmp_path / "n.hdf5")
-    errors = [e for e in caught.value.exceptions if isinstance(e, ShortfallError)]
-    assert errors, caught.value.exceptions
-    assert re.fullmatch(r"(\d[\d,]*) of (\d[\d,]*) presynaptic cells have no postsynaptic cell "
-                        r"within 2 µm; widen the radius", str(errors[0])), str(errors[0])
 
 
 def test_the_plan_estimates_what_is_stored(tmp_path, capsys):
