@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from neuroscaffold import Configuration, Network
+from neuroscaffold.chunks import Chunk
 from neuroscaffold.connectivity import CellSelection
 from neuroscaffold.connectivity._degree import _draw
 from neuroscaffold.exceptions import ShortfallError
@@ -148,16 +149,20 @@ def _selection(cell_type, positions: np.ndarray, size: float) -> CellSelection:
     return CellSelection(cell_type, positions[order], np.arange(len(positions)), chunks[order])
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)  # the same examples every run
-@given(st.integers(1, 50), st.integers(1, 50), st.integers(1, 6),
-       st.one_of(st.none(), st.floats(20, 150)), st.booleans(), st.booleans(), st.booleans(),
-       st.integers(0, 2**31))
+@settings(max_examples=80, deadline=None, derandomize=True)  # the same examples every run
+@given(st.sampled_from(["fixed_outdegree", "fixed_indegree"]), st.integers(1, 50),
+       st.integers(1, 50), st.integers(1, 6), st.one_of(st.none(), st.floats(20, 150)),
+       st.booleans(), st.booleans(), st.booleans(), st.integers(0, 2**31))
 def test_drawn_partners_follow_the_rule_and_not_the_job_region(
-        n_pre, n_post, n, radius, same, autapses, multapses, seed):
+        strategy, n_pre, n_post, n, radius, same, autapses, multapses, seed):
+    out = strategy == "fixed_outdegree"
     data = _model(outdegree=n, autapses=autapses, multapses=multapses,
                   **({"radius": radius} if radius else {}))
+    rule_data = data["connectivity"]["a_to_a"]
+    if not out:
+        rule_data.update(strategy=strategy, indegree=rule_data.pop("outdegree"))
     if not same:
-        data["connectivity"]["a_to_a"]["postsynaptic"] = "b"
+        rule_data["postsynaptic"] = "b"
     rule = Configuration(data).connectivity["a_to_a"]
     rng = np.random.default_rng(seed)
     pre = _selection(rule.presynaptic, rng.uniform(0, 200, (n_pre, 3)), 100)
@@ -166,23 +171,32 @@ def test_drawn_partners_follow_the_rule_and_not_the_job_region(
     allowed = distance <= radius if radius else np.ones_like(distance, dtype=bool)
     if same and not autapses:
         np.fill_diagonal(allowed, False)
-    short = allowed.sum(axis=1) < (1 if multapses else n)
+    side = 0 if out else 1  # the column whose degree is fixed
+    fixed = len(pre) if out else len(post)
+
+    def connect(pre):
+        with rule._job(Chunk((0, 0, 0), (200.0, 200.0, 200.0))):  # (indegree: its stream)
+            return rule.connect(pre, post)
+
+    short = allowed.sum(axis=1 - side) < (1 if multapses else n)
     if short.any():
-        with pytest.raises(ShortfallError, match=rf"^{short.sum()} of {n_pre} presynaptic"):
-            rule.connect(pre, post)
+        with pytest.raises(ShortfallError, match=rf"^{short.sum()} of {fixed} "
+                           rf"{'pre' if out else 'post'}synaptic cells have"):
+            connect(pre)
         return
-    pairs = rule.connect(pre, post)
-    assert np.array_equal(np.bincount(pairs[:, 0], minlength=n_pre), np.full(n_pre, n))
+    pairs = connect(pre)
+    assert np.array_equal(np.bincount(pairs[:, side], minlength=fixed), np.full(fixed, n))
     assert allowed[pairs[:, 0], pairs[:, 1]].all()  # the radius, the autapses
     if not multapses:
         assert len(np.unique(pairs, axis=0)) == len(pairs)
+    if not out:
+        return
     # a job of one network chunk draws what a job of a larger region draws for its cells
     by_chunk = []
     for chunk in np.unique(pre.chunks, axis=0):
         mine = np.flatnonzero(np.all(pre.chunks == chunk, axis=1))
-        part = CellSelection(pre.cell_type, pre.positions[mine], pre.indices[mine],
-                             pre.chunks[mine])
-        found = rule.connect(part, post)
+        found = connect(CellSelection(pre.cell_type, pre.positions[mine], pre.indices[mine],
+                                      pre.chunks[mine]))
         by_chunk.append(np.column_stack([mine[found[:, 0]], found[:, 1]]))
     assert sorted(map(tuple, np.concatenate(by_chunk))) == sorted(map(tuple, pairs))
 
