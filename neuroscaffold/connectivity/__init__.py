@@ -1,5 +1,6 @@
 """Connectivity: which cells connect. Strategies pair presynaptic with postsynaptic
-cells, one pool job per chunk of postsynaptic cells.
+cells, one pool job per chunk of postsynaptic cells (``fixed_outdegree``: of
+presynaptic cells).
 
 Built-in strategies (``strategy:`` in a configuration): ``all_to_all``
 (:class:`AllToAll`), ``distance`` (:class:`DistanceConnectivity`), ``fixed_indegree``

@@ -32,7 +32,9 @@ class ConnectionStrategy(ChunkedStrategy):
 
     Each job takes the postsynaptic cells of one chunk and the presynaptic cells of
     :meth:`presynaptic_chunks` and calls :meth:`connect`; the pairs are stored as
-    (pre, post) indices into the two placement sets. The jobs wait for the placement
+    (pre, post) indices into the two placement sets, grouped by the chunk of their
+    postsynaptic cell (a rule whose jobs run on presynaptic chunks, ``fixed_outdegree``,
+    overrides :meth:`job_cell_type` and :meth:`connect_chunk`). The jobs wait for the placement
     of both cell types and for the strategies in ``depends_on``.
     """
 

@@ -19,7 +19,7 @@ from neuroscaffold import Configuration, Network
 from neuroscaffold.chunks import Chunk
 from neuroscaffold.connectivity import CellSelection
 from neuroscaffold.connectivity._degree import _draw
-from neuroscaffold.exceptions import ShortfallError
+from neuroscaffold.exceptions import ConfigurationError, ShortfallError
 from neuroscaffold.storage import canonical_contents
 from tests._mpi import run_script
 from tests.config._models import two_layers
@@ -92,6 +92,24 @@ def test_pairs_are_stored_with_the_chunk_of_their_postsynaptic_cell(tmp_path):
             assert sorted(map(tuple, incoming)) == sorted(map(tuple, expected))
             found += len(incoming)
         assert found == len(pairs)
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"outdegree": 0}, "connectivity.a_to_a.outdegree: expected an integer >= 1, got 0"),
+    ({"radius": -1}, "connectivity.a_to_a.radius: expected a number > 0, got -1"),
+    ({"multapses": "x"}, "connectivity.a_to_a.multapses: expected true or false, got 'x'"),
+    ({"outdegree": None}, "connectivity.a_to_a: missing required key 'outdegree'"),
+    ({"outdgree": 3}, "connectivity.a_to_a: unknown key 'outdgree' (did you mean 'outdegree'?)"),
+])
+def test_bad_keys_are_named_by_their_path(patch, message):
+    data = _model(outdegree=3)
+    rule = data["connectivity"]["a_to_a"]
+    rule.update(patch)
+    for key in [key for key, value in patch.items() if value is None]:
+        del rule[key]
+    with pytest.raises(ConfigurationError) as caught:
+        Configuration(data)
+    assert str(caught.value) == message
 
 
 def test_the_plan_estimates_what_is_stored(tmp_path, capsys):
