@@ -28,6 +28,7 @@ __all__ = [
     "InternalError",
     "PoolInterrupted",
     "PackingError",
+    "ShortfallError",
     "StrategyError",
     "NeuroscaffoldWarning",
     "SimulationError",
@@ -154,6 +155,13 @@ class PackingError(NeuroscaffoldError, ValueError):
         super().__init__(f"{where}{': ' if where else ''}only {placed:,} of {wanted:,} cells of "
                          f"radius {radius:g} µm fit at their distance; the density is too "
                          "high to pack")
+
+
+class ShortfallError(NeuroscaffoldError, ValueError):
+    """A fixed-degree rule (``fixed_indegree``, ``fixed_outdegree``) found fewer
+    candidate partners than its degree for some cells: the network would have fewer
+    connections than configured, so nothing of the job is stored. The message says how
+    many cells were short and what to change."""
 
 
 class StrategyError(NeuroscaffoldError, TypeError):

@@ -80,7 +80,7 @@ DOCUMENTED_EXTRAS = {
         "InvalidStateError", "RemoteJobError", "ListenerError", "ParallelError",
         "InternalError", "PoolInterrupted", "CompileInterrupted", "CorruptDataError",
         "DiskFullError", "DamagedFileError", "SimulationError", "SimulationInterrupted",
-        "PackingError", "StrategyError", "NeuroscaffoldWarning",
+        "PackingError", "ShortfallError", "StrategyError", "NeuroscaffoldWarning",
     },
     "neuroscaffold.services": {"FallbackProvider", "registered_services", "unregister_service"},
     "neuroscaffold.services.pool": {

@@ -24,6 +24,7 @@ __all__ = ["ConnectionStrategy"]
         "all_to_all": "neuroscaffold.connectivity._builtins.AllToAll",
         "distance": "neuroscaffold.connectivity._builtins.DistanceConnectivity",
         "fixed_indegree": "neuroscaffold.connectivity._degree.FixedIndegree",
+        "fixed_outdegree": "neuroscaffold.connectivity._degree.FixedOutdegree",
     },
 )
 class ConnectionStrategy(ChunkedStrategy):
@@ -31,7 +32,9 @@ class ConnectionStrategy(ChunkedStrategy):
 
     Each job takes the postsynaptic cells of one chunk and the presynaptic cells of
     :meth:`presynaptic_chunks` and calls :meth:`connect`; the pairs are stored as
-    (pre, post) indices into the two placement sets. The jobs wait for the placement
+    (pre, post) indices into the two placement sets, grouped by the chunk of their
+    postsynaptic cell (a rule whose jobs run on presynaptic chunks, ``fixed_outdegree``,
+    overrides :meth:`job_cell_type` and :meth:`connect_chunk`). The jobs wait for the placement
     of both cell types and for the strategies in ``depends_on``.
     """
 
@@ -131,6 +134,14 @@ class ConnectionStrategy(ChunkedStrategy):
         post = cells[self.postsynaptic.name].select(post_chunks)
         pre = self.presynaptic_cells(chunk) if len(post) \
             else cells[self.presynaptic.name].select([])
+        network.storage.writer().write_job(job_key(self, chunk),
+                                           self._pair_blocks(chunk, pre, post, post_chunks))
+
+    def _pair_blocks(self, chunk: Chunk, pre: CellSelection, post: CellSelection,
+                     post_chunks: list, tag: str = "") -> list:
+        """Run :meth:`connect` for the job of ``chunk`` and cut its pairs into one block
+        per chunk of ``post_chunks`` (the chunks of the ``post`` cells), stored under
+        ``tag`` (a set whose chunks several jobs write to tells their blocks apart)."""
         with self._job(chunk):
             found = self.connect(pre, post) if len(pre) and len(post) else ()
         local = check_pairs(self, chunk, found, len(pre), len(post))  # int (m, 2), in range
@@ -139,10 +150,10 @@ class ConnectionStrategy(ChunkedStrategy):
         if self.presynaptic.name == self.postsynaptic.name and not self.autapses:
             keep = pairs[:, 0] != pairs[:, 1]
             pairs, slot_of_pair = pairs[keep], slot_of_pair[keep]
+        cells = self.get_cells()
         spans = (len(cells[self.presynaptic.name]), len(cells[self.postsynaptic.name]))
-        blocks = [("connectivity", self.name, "", index, rows) for index, rows in
-                  _by_post_chunk(pairs, slot_of_pair, post_chunks, spans).items()]
-        network.storage.writer().write_job(job_key(self, chunk), blocks)
+        return [("connectivity", self.name, tag, index, rows) for index, rows in
+                _by_post_chunk(pairs, slot_of_pair, post_chunks, spans).items()]
 
     def connect(self, pre: CellSelection, post: CellSelection) -> np.ndarray:
         """The pairs to connect, as an ``(m, 2)`` array of (index into ``pre``, index

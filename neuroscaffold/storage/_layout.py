@@ -9,8 +9,13 @@ Layout (format version 2)::
     /placement/<cell type>/blocks        one row per (chunk, strategy): chunk (3 int64),
                                          strategy (index into attrs["strategies"]), count
     /connectivity/<set>/pairs            (m, 2) int64 (pre index, post index)
-    /connectivity/<set>/blocks           one row per postsynaptic chunk: chunk, count
-        attrs: presynaptic, postsynaptic
+    /connectivity/<set>/blocks           one row per (postsynaptic chunk, tag): chunk,
+                                         tag (index into attrs["strategies"]), count
+        attrs: presynaptic, postsynaptic (and strategies: "" for a set written by one
+        job per postsynaptic chunk; a fixed_outdegree set, written by one job per
+        presynaptic chunk, tags each block with that chunk)
+    (a set with more than 1,000 tags keeps them in a dataset "strategies" instead of
+    the attribute: an attribute must fit HDF5's 64 KiB object header)
 
 Sets are read with one read each; the block tables say which rows are which chunk's.
 A finished file is never modified: a later compile or pool session writes a new file
@@ -184,10 +189,31 @@ def create_network_file(path: Path, configuration: str, tables: dict[tuple[str, 
                 rows["strategy"] = [number[block.strategy] for block in table.blocks]
                 rows["count"] = table.counts
             group.create_dataset("blocks", data=rows)
-            group.attrs["strategies"] = strategies
+            _write_strategies(group, strategies)
             for key, value in meta.get(name, {}).items() if kind == "connectivity" else ():
                 group.attrs[key] = value
     return offsets
+
+
+#: The most block tags a set keeps in its ``strategies`` attribute: HDF5 keeps an
+#: attribute in its object header, 64 KiB at most (16 bytes a string, so about 4,000
+#: tags). More (a fixed_outdegree set tags its blocks by presynaptic chunk) go into a
+#: dataset of that name instead.
+_TAGS_IN_ATTRIBUTE = 1000
+
+
+def _write_strategies(group: h5py.Group, strategies: list[str]) -> None:
+    """A set's block tags (placement strategies, or connection jobs' chunks)."""
+    if len(strategies) <= _TAGS_IN_ATTRIBUTE:
+        group.attrs["strategies"] = strategies
+    else:
+        group.create_dataset("strategies", data=strategies, dtype=h5py.string_dtype())
+
+
+def _read_strategies(group: h5py.Group) -> list[str]:
+    stored = group["strategies"].asstr()[()] if "strategies" in group \
+        else group.attrs["strategies"]
+    return [str(s) for s in stored]
 
 
 def _allocate(group: h5py.Group, name: str, shape: tuple, dtype: np.dtype):
@@ -234,7 +260,7 @@ class NetworkFile:
         try:
             group = self._file[f"{kind}/{name}"]
             rows = group["blocks"][()]
-            strategies = [str(s) for s in group.attrs["strategies"]]
+            strategies = _read_strategies(group)
             dataset = group[_DATA[kind]]
             offset = dataset.id.get_offset() or 0
             length = int(dataset.shape[0])

@@ -1,6 +1,6 @@
 """fixed_indegree: exactly N partners per postsynaptic cell, within the radius, without
-autapses or multapses unless allowed; a shortage fails in one line; the same network
-serially and under mpiexec."""
+autapses or multapses unless allowed; a shortage fails in one line (the rule that
+fixed_outdegree shares); the same network serially and under mpiexec."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from neuroscaffold import Configuration, Network
+from neuroscaffold.exceptions import ShortfallError, WorkflowError
 from tests._mpi import run_script
 from tests.config._models import two_layers
 
@@ -55,18 +56,42 @@ def test_multapses_and_autapses_when_allowed(tmp_path):
     assert np.any(pairs[:, 0] == pairs[:, 1])
 
 
-def test_a_shortage_fails_in_one_line_naming_the_count(tmp_path, capsys):
+@pytest.mark.parametrize("strategy, degree, fixed, partners", [
+    ("fixed_indegree", "indegree", "postsynaptic", "presynaptic"),
+    ("fixed_outdegree", "outdegree", "presynaptic", "postsynaptic")])
+def test_a_shortage_fails_in_one_line_naming_the_count(tmp_path, capsys, strategy, degree,
+                                                       fixed, partners):
+    # one rule for both: the job fails, naming how many of its cells were short
     from neuroscaffold.cli import main
 
+    data = _model(**{degree: 50, "radius": 20})
+    data["connectivity"]["a_to_a"]["strategy"] = strategy
     config = tmp_path / "short.yaml"
-    config.write_text(yaml.safe_dump(_model(indegree=50, radius=20)))
+    config.write_text(yaml.safe_dump(data))
     assert main(["compile", str(config), "-o", str(tmp_path / "s.hdf5"), "-q"]) == 1
     err = capsys.readouterr().err
     # (how many cells a chunk holds is a seeded draw: every cell of the chunk is short)
-    assert re.search(r"job 'connect a_to_a \(0, 0, 0\)' failed on rank 0: ValueError: "
-                     r"(\d+) of \1 postsynaptic cells have fewer than indegree=50 presynaptic "
-                     r"cells within 20 µm \(the fewest: 0\)", err), err
-    assert "allow multapses, widen the radius or lower indegree" in err
+    assert re.search(rf"job 'connect a_to_a \(0, 0, 0\)' failed on rank 0: ShortfallError: "
+                     rf"(\d+) of \1 {fixed} cells have fewer than {degree}=50 {partners} "
+                     rf"cells within 20 µm \(the fewest: 0\); allow multapses, widen the "
+                     rf"radius or lower {degree}\n", err), err
+
+
+@pytest.mark.parametrize("strategy, fixed, partners", [
+    ("fixed_indegree", "postsynaptic", "presynaptic"),
+    ("fixed_outdegree", "presynaptic", "postsynaptic")])
+def test_with_multapses_only_a_cell_without_any_candidate_is_short(tmp_path, strategy, fixed,
+                                                                  partners):
+    data = _model(radius=2, multapses=True)
+    rule = data["connectivity"]["a_to_a"]
+    rule["strategy"] = strategy
+    rule["indegree" if strategy == "fixed_indegree" else "outdegree"] = 3
+    with pytest.raises(WorkflowError) as caught:
+        _compile(data, tmp_path / "n.hdf5")
+    errors = [e for e in caught.value.exceptions if isinstance(e, ShortfallError)]
+    assert errors, caught.value.exceptions
+    assert re.fullmatch(rf"(\d[\d,]*) of (\d[\d,]*) {fixed} cells have no {partners} cell "
+                        r"within 2 µm; widen the radius", str(errors[0])), str(errors[0])
 
 
 @pytest.mark.mpi
