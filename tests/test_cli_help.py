@@ -242,13 +242,20 @@ def test_after_ctrl_c_the_last_line_says_stopped(tmp_path):
                              "-o", str(tmp_path / "slow.hdf5")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=base_env(), cwd=tmp_path,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(3)
-    proc.send_signal(signal.SIGINT)
+    # Interrupt once the compile shows its first progress line (placement runs for about
+    # 13 s), not after a fixed sleep: on a busy machine the process may still import.
+    first = ""
     try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert first.startswith("placement: "), first
+        proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
+    except BaseException:
         proc.kill()
+        proc.wait(timeout=10)
         raise
+    err = first + err
     assert proc.returncode == 130, err
     lines = err.strip().splitlines()
     assert re.fullmatch(r"neuroscaffold: interrupted: \d+ of \d+ jobs committed; resume with --resume", lines[-1]), lines[-1]
