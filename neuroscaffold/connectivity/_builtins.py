@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from .. import config
 from ..config import types
@@ -74,6 +73,7 @@ class DistanceConnectivity(ConnectionStrategy):
                                 self.radius, partners)
 
     def connect(self, pre: CellSelection, post: CellSelection) -> np.ndarray:
+        from scipy.spatial import cKDTree  # here: loading scipy.spatial costs every command 0.5 s
         close = cKDTree(post.positions).sparse_distance_matrix(
             cKDTree(pre.positions), self.radius, output_type="ndarray"
         )

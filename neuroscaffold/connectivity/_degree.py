@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from .. import config
 from ..config import types
@@ -46,6 +45,7 @@ class FixedIndegree(ConnectionStrategy):
         if self.radius is None:
             candidates = [np.arange(len(pre))] * len(post)
         else:
+            from scipy.spatial import cKDTree  # here: loading scipy.spatial costs every command 0.5 s
             candidates = cKDTree(pre.positions).query_ball_point(post.positions, self.radius)
         rng = self.rng()
         n = self.indegree
