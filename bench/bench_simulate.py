@@ -232,6 +232,7 @@ def _row(network: Path, row: str, folder: Path) -> dict:
             "devices": t.get("devices", 0.0),
             "sim100": max(r["timings"]["simulate"] for r in short),
             "sim1000": max(r["timings"]["simulate"] for r in long),
+            "cpu1000": max(r["timings"].get("simulate_cpu", 0.0) for r in long),
             "rss": [r["rss_mb"] for r in long],
             "connections": [r["connections"] + r["devices"] for r in long],
             "wall": max(r["wall"] for r in long)}
@@ -289,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
                 one, two = results["neuron-1"], results["neuron-2"]
                 targets.append(f"{factor}x NEURON -n 2: simulates 1,000 ms "
                                f"{one['sim1000'] / max(two['sim1000'], 1e-9):.2f}x faster "
+                               f"(in CPU seconds per rank {one['cpu1000'] / max(two['cpu1000'], 1e-9):.2f}x) "
                                f"(target >= 1.8x), peak RSS per rank {max(two['rss']) / one['rss'][0]:.2f}x "
                                f"serial (target <= 0.6x), build {_build(one) / max(_build(two), 1e-9):.2f}x faster")
         print()

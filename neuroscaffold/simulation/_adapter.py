@@ -193,7 +193,8 @@ class SimulatorAdapter(abc.ABC):
     def step_quantum(self) -> float:
         """After the build: the simulated time (ms) every step should be a whole
         multiple of, so that stopping between steps (for progress and Ctrl-C) costs
-        nothing and changes nothing. Default: the resolution. The same on every rank."""
+        nothing and changes nothing. Default: the resolution. Called on every rank;
+        the driver uses the least over the ranks (so their steps end together)."""
         return self.plan.resolution
 
     @abc.abstractmethod
