@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import ConfigurationError, DependencyError, SimulationError
+from ..exceptions import (ConfigurationError, DependencyError, NeuroscaffoldWarning,
+                          SimulationError)
 from ._adapter import Projection, SimulationPlan, SimulatorAdapter
 from .schema import DeviceKind
 
@@ -60,9 +61,10 @@ _DEVICE_KEYS = {"poisson_generator": {"rate", "start", "stop", "origin"},
 _MAX_STEP = 10.0
 
 
-class CoincidentInputWarning(UserWarning):
+class CoincidentInputWarning(NeuroscaffoldWarning):
     """A cell type can receive inputs of opposite sign at exactly the same time: its
-    spikes may then differ between rank counts (see :func:`coincident_inputs`)."""
+    spikes may then differ between rank counts (see :func:`coincident_inputs`). One
+    ``neuroscaffold: warning:`` line on the command line, as every such warning."""
 
 
 # --- MPI ------------------------------------------------------------------------------

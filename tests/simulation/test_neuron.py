@@ -298,6 +298,29 @@ def test_ties_of_opposite_sign_are_found(network):
         "interneuron": ("device background -> pyramidal", 2.5)}
 
 
+def test_a_tie_of_opposite_sign_is_one_warning_line_on_the_command_line(network, tmp_path):
+    import subprocess
+    import sys
+
+    from tests._mpi import base_env
+
+    simulation = json.loads(json.dumps(SIMULATION))
+    simulation["connection_models"]["relay_to_interneuron"] = {"synapses": [
+        {"weight": 0.3, "delay": 1.2}, {"weight": -0.3, "delay": 1.2}]}
+    config = tmp_path / "tie.yaml"
+    config.write_text(yaml.safe_dump({"simulations": {"activity": simulation}}))
+    done = subprocess.run(
+        [sys.executable, "-m", "neuroscaffold", "simulate", str(network), "activity", "-q",
+         "--config", str(config), "-o", str(tmp_path / "out.h5")],
+        capture_output=True, text=True, timeout=120, env=base_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "neuroscaffold: warning: simulations.activity.cell_models.interneuron: an excitatory "
+        "and an inhibitory input can arrive at exactly the same time (1.2 ms after an event "
+        "of relay, by two routes); its spikes may then differ between rank counts (see "
+        "docs/simulating.md)"]
+
+
 def test_a_second_simulation_in_one_process_replaces_the_first(network, serial):
     """In-process (as a notebook would): the second run frees the first one's cells and
     gids, and gives the spikes of a fresh process."""
