@@ -136,6 +136,9 @@ class Network:
         from .services.pool import Workflow
 
         self._import_strategies()  # only running their jobs imports them
+        # the built-in strategies load scipy.spatial where they use it (0.5 s, which a
+        # simulate need not pay); a compile loads it before its first job, not in it
+        import scipy.spatial  # noqa: F401
         tune_allocator()  # jobs reuse heap memory instead of faulting in fresh pages
         chosen = [name for name, on in (("clear", clear), ("append", append),
                                         ("resume", resume)) if on]

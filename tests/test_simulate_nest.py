@@ -168,13 +168,30 @@ def test_the_same_simulation_twice_gives_the_same_spikes_and_its_seed_changes_th
 
 
 def test_steps_of_simulated_time_do_not_change_the_spikes(compiled, monkeypatch):
+    """Two random devices share a thread's random stream, and NEST updates the cells a
+    min_delay (here 1 ms) at a time: a step ending inside one would change the order of
+    their draws, hence the spikes. The steps end on whole min_delays instead."""
     from neuroscaffold.simulation import _run
 
-    many = from_storage(compiled).simulate("activity", quiet=True)
-    monkeypatch.setattr(_run, "MAX_STEPS", 1)
-    monkeypatch.setattr(_run, "step_ends", lambda duration, resolution: [duration])
-    one = from_storage(compiled).simulate("activity", quiet=True)
+    simulation = copy.deepcopy(SIMULATION)
+    simulation["devices"]["noise"] = {"device": "poisson_generator", "rate": 700.0,
+                                      "targets": ["pyramidal", "interneuron"],
+                                      "weight": 40.0, "delay": 1.0}
+    steps = []
+    real = _run.step_ends
+
+    def spy(duration, resolution, quantum=None):
+        steps.append(quantum)
+        return real(duration, resolution, quantum)
+
+    monkeypatch.setattr(_run, "step_ends", spy)
+    many = network_with(compiled, simulation).simulate("activity", quiet=True)
+    assert steps == [pytest.approx(1.0)]  # NEST's min_delay: the least delay configured
+    monkeypatch.setattr(_run, "step_ends", lambda duration, resolution, quantum=None: [duration])
+    one = network_with(compiled, simulation).simulate("activity", quiet=True)
     for name in many:
+        assert len(many[name]) > 0
+        assert np.array_equal(many[name].node_ids, one[name].node_ids)
         assert np.array_equal(many[name].timestamps, one[name].timestamps)
 
 
@@ -186,6 +203,33 @@ def test_step_ends_are_whole_time_steps_ending_at_the_duration():
     assert len(ends) <= MAX_STEPS + 12 and all(b > a for a, b in zip(ends, ends[1:]))
     assert all(abs(t / 0.1 - round(t / 0.1)) < 1e-6 for t in ends)
     assert step_ends(0.05, 0.1) == [0.05]
+    aligned = step_ends(1000.0, 0.1, 1.5)
+    assert aligned[-1] == 1000.0 and len(aligned) <= MAX_STEPS + 12
+    assert all(abs(t / 1.5 - round(t / 1.5)) < 1e-6 for t in aligned[:-1])
+    assert step_ends(0.5, 0.1, 1.0) == [0.5] and step_ends(3.0, 0.1, 1.0)[-1] == 3.0
+
+
+def test_a_poisson_generator_gives_each_target_its_own_train_at_the_rate_between_start_and_stop(compiled):
+    """Parrot neurons repeat each input spike: their spikes are the device's trains
+    (NEST realises ``poisson_generator`` by ``poisson_generator_ps``, which draws them
+    spike by spike: the same trains' statistics at a fraction of the cost)."""
+    simulation = {
+        "simulator": "nest", "duration": 1000, "resolution": 0.1,
+        "cell_models": {"pyramidal": {"model": "parrot_neuron"}},
+        "devices": {
+            "background": {"device": "poisson_generator", "rate": 40.0, "start": 100.0,
+                           "stop": 900.0, "targets": ["pyramidal"], "delay": 1.0},
+            "spikes": {"device": "spike_recorder", "targets": ["pyramidal"]}},
+    }
+    trains = network_with(compiled, simulation).simulate("activity", quiet=True)["pyramidal"]
+    cells = trains.node_count
+    expected = 40.0 * 0.8 * cells  # 800 ms at 40 Hz per cell
+    assert abs(len(trains) - expected) < 4 * np.sqrt(expected)  # a Poisson count
+    assert trains.timestamps.min() > 100.0 + 1.0 and trains.timestamps.max() <= 900.0 + 1.0 + 1e-9
+    counts = np.bincount(trains.node_ids.astype(np.int64), minlength=cells)
+    assert abs(counts.var() / counts.mean() - 1.0) < 0.2  # Poisson: variance = mean
+    first, second = (np.sort(trains.timestamps[trains.node_ids == i]) for i in (0, 1))
+    assert not np.array_equal(first, second)  # independent trains, not one shared
 
 
 def test_a_recorder_fraction_records_only_its_sample(compiled):

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from .. import config
 from ..config import types
@@ -53,6 +52,8 @@ class _FixedDegree(ConnectionStrategy):
         """Every candidate within ``radius`` of each of ``cells`` among ``others``, as
         (owner, found): indices into ``cells`` (ascending) and into ``others``
         (ascending for each owner, which is the order of the placement set)."""
+        from scipy.spatial import cKDTree  # here: loading scipy.spatial costs every command 0.5 s
+
         close = cKDTree(cells.positions).sparse_distance_matrix(
             cKDTree(others.positions), self.radius, output_type="ndarray")
         owner, found = close["i"].astype(np.int64), close["j"].astype(np.int64)

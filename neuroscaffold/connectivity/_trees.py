@@ -16,7 +16,6 @@ from collections import OrderedDict
 from typing import Any, Iterable, NamedTuple
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ._cells import CellIndex, CellSelection
 
@@ -36,6 +35,8 @@ def kd_tree(positions: np.ndarray) -> Any:
     """A KD-tree over ``positions``, split at the midpoint of the cells' extent and
     without shrinking its boxes: about twice as fast to build as scipy's default (which
     splits at the median) and as fast to search, for cells spread through a chunk."""
+    from scipy.spatial import cKDTree  # here: loading scipy.spatial costs every command 0.5 s
+
     return cKDTree(positions, balanced_tree=False, compact_nodes=False)
 
 

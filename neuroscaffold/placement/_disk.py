@@ -18,10 +18,12 @@ this module promises to reach (checked up front by the strategy), with room to s
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-from scipy.spatial import cKDTree
+
+if TYPE_CHECKING:  # loaded where it is used: loading scipy.spatial costs every command 0.5 s
+    from scipy.spatial import cKDTree
 
 from ..exceptions import PackingError
 
@@ -62,6 +64,8 @@ class _Placed:
         for other, pieces in self._points.items():
             tree = self._trees.get(other)
             if tree is None:
+                from scipy.spatial import cKDTree
+
                 if len(pieces) > 1:
                     pieces[:] = [np.concatenate(pieces)]
                 tree = self._trees[other] = cKDTree(pieces[0])
@@ -89,6 +93,8 @@ def _apart(darts: np.ndarray, distance: float) -> np.ndarray:
     batch makes up for them)."""
     keep = np.ones(len(darts), dtype=bool)
     if len(darts) > 1:
+        from scipy.spatial import cKDTree
+
         pairs = cKDTree(darts).query_pairs(distance, output_type="ndarray")
         if len(pairs):
             keep[pairs.max(axis=1)] = False

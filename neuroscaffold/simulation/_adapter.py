@@ -15,6 +15,7 @@ sizes), then calls the adapter's steps in this order, on every rank::
     connect(projection)   once per simulated connection set; returns the connections
                           this rank made
     create_devices()      the stimuli and recorders; returns their connections here
+    step_quantum()        the simulated time every step is a whole multiple of
     advance(until)        repeatedly, to absolute times (ms) ending at the duration
     finish()              after the last advance
     collect_spikes()      this rank's spikes of the recorded cell types
@@ -188,6 +189,13 @@ class SimulatorAdapter(abc.ABC):
     @abc.abstractmethod
     def create_devices(self) -> int:
         """Create the devices and connect them; return their connections on this rank."""
+
+    def step_quantum(self) -> float:
+        """After the build: the simulated time (ms) every step should be a whole
+        multiple of, so that stopping between steps (for progress and Ctrl-C) costs
+        nothing and changes nothing. Default: the resolution. Called on every rank;
+        the driver uses the least over the ranks (so their steps end together)."""
+        return self.plan.resolution
 
     @abc.abstractmethod
     def advance(self, until: float) -> None:

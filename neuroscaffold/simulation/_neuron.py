@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import ConfigurationError, DependencyError, SimulationError
+from ..exceptions import (ConfigurationError, DependencyError, NeuroscaffoldWarning,
+                          SimulationError)
 from ._adapter import Projection, SimulationPlan, SimulatorAdapter
 from .schema import DeviceKind
 
@@ -60,9 +61,10 @@ _DEVICE_KEYS = {"poisson_generator": {"rate", "start", "stop", "origin"},
 _MAX_STEP = 10.0
 
 
-class CoincidentInputWarning(UserWarning):
+class CoincidentInputWarning(NeuroscaffoldWarning):
     """A cell type can receive inputs of opposite sign at exactly the same time: its
-    spikes may then differ between rank counts (see :func:`coincident_inputs`)."""
+    spikes may then differ between rank counts (see :func:`coincident_inputs`). One
+    ``neuroscaffold: warning:`` line on the command line, as every such warning."""
 
 
 # --- MPI ------------------------------------------------------------------------------
@@ -254,6 +256,7 @@ class NeuronAdapter(SimulatorAdapter):
         self._spike_gids: Any = None
         self._stops: list[tuple[Any, float]] = []
         self._started = False
+        self._interval: float | None = None  # the spike exchange interval (ms)
 
     # --- the steps --------------------------------------------------------------------
 
@@ -403,10 +406,21 @@ class NeuronAdapter(SimulatorAdapter):
         indices = owned if chosen is None else owned[np.isin(owned, chosen)]
         return indices + self.first_gids[cell_type]
 
+    def step_quantum(self) -> float:
+        """NEURON's spike exchange interval (collective): the least delay of a NetCon
+        between ranks, at most ``_MAX_STEP``. A step that ends inside an interval
+        makes one more exchange, which every rank waits for.
+
+        ``set_maxstep`` returns each rank's own view (rank 0 said 1.0 ms, ranks 1 and 2
+        0.7 ms, at 3 ranks); the driver takes the least over the ranks."""
+        if self._interval is None:
+            self._interval = float(self.pc.set_maxstep(_MAX_STEP))
+        return self._interval
+
     def advance(self, until: float) -> None:
         h, pc = self.h, self.pc
         if not self._started:
-            pc.set_maxstep(_MAX_STEP)
+            self.step_quantum()
             h.finitialize()
             for off, stop in self._stops:
                 off.event(stop)

@@ -41,9 +41,18 @@ class NetworkState(enum.Enum):
     INCOMPLETE = "incomplete"  #: the stub of an unfinished network
 
 
-def configuration_hash(configuration: str) -> str:
-    """A digest of a configuration's JSON text, to recognise it in a parts directory."""
-    canonical = json.dumps(json.loads(configuration), sort_keys=True, separators=(",", ":"))
+#: top-level configuration keys that do not change the network a compile builds (how it
+#: is simulated): a resume accepts a configuration that differs only there
+UNBUILT_KEYS = ("simulations",)
+
+
+def configuration_hash(configuration: str, *, built_only: bool = False) -> str:
+    """A digest of a configuration's JSON text, to recognise it in a parts directory
+    (``built_only``: of what the compile builds, :data:`UNBUILT_KEYS` left out)."""
+    data = json.loads(configuration)
+    if built_only and isinstance(data, dict):
+        data = {key: value for key, value in data.items() if key not in UNBUILT_KEYS}
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -231,7 +240,8 @@ class HDF5Storage:
             configuration: the configuration's JSON text.
             jobs: strategy node name -> number of jobs planned (compiles).
             resume: continue the unfinished compile in the parts directory (its
-                configuration must be the same).
+                configuration must be the same but for :data:`UNBUILT_KEYS`; the new
+                one is the network's).
             base: the session adds to the finished network at the path (an append, or
                 a pool on a network), which stays until the new file replaces it.
             stub: mark the path as an unfinished network now (not when a finished
@@ -255,7 +265,14 @@ class HDF5Storage:
             if resume:
                 manifest = self.parts.manifest()
                 if manifest.get("configuration_hash") != digest:
-                    raise StorageError(_different_configuration(self.path, manifest, configuration))
+                    started = manifest.get("configuration")
+                    if started is None or configuration_hash(started, built_only=True) != \
+                            configuration_hash(configuration, built_only=True):
+                        raise StorageError(_different_configuration(self.path, manifest,
+                                                                    configuration))
+                    # only the simulations changed: the network finishes with the new ones
+                    manifest.update(configuration=configuration, configuration_hash=digest)
+                    self.parts.write_manifest(manifest)
                 # Committed rows are checked before they are reused: a job whose rows
                 # are missing, short or changed since runs again (its new blocks
                 # replace the damaged ones in every reader and in the merge).
@@ -491,6 +508,9 @@ class Progress:
 
 def _different_configuration(path: Path, manifest: dict, configuration: str) -> str:
     old, new = json.loads(manifest.get("configuration", "{}")), json.loads(configuration)
+    for data in (old, new):  # name a difference that matters
+        for key in UNBUILT_KEYS:
+            data.pop(key, None)
     where = _first_difference(old, new) or "the configuration"
     return (f"{path}: the unfinished compile was started from a different configuration "
             f"(it differs at {where}); resume with the same configuration, or start over "

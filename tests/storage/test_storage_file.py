@@ -90,6 +90,34 @@ def test_a_resume_needs_the_same_configuration(tmp_path, reference):
     assert canonical_contents(path) == reference
 
 
+def test_a_resume_takes_a_changed_simulations_section(tmp_path, reference):
+    """Simulations do not change the network: a resume accepts new ones (added, here,
+    then changed) and the finished network carries the last; a change elsewhere is
+    still refused, named without the simulations."""
+    path = tmp_path / "net.hdf5"
+    _interrupted(path, 10)
+    simulated = two_layers()
+    simulated["simulations"] = {"quick": {"simulator": "nest", "duration": 50,
+                                          "cell_models": {"a": {"model": "iaf_psc_alpha"}}}}
+    network = Network(Configuration(simulated), path)
+    with pytest.raises(CompileInterrupted):
+        network.compile(resume=True, quiet=True, listeners=[interrupt_after(3)])
+    simulated["simulations"]["quick"]["duration"] = 80
+    changed = {**simulated, "connectivity": two_layers()["connectivity"]}
+    changed["connectivity"]["a_to_b"]["radius"] = 71
+    with pytest.raises(StorageError, match=r"differs at connectivity\.a_to_b\.radius\)"):
+        Network(Configuration(changed), path).compile(resume=True, quiet=True)
+    Network(Configuration(simulated), path).compile(resume=True, quiet=True)
+
+    def built(contents):  # all but the configuration, which now holds the simulations
+        return [entry for entry in contents if entry[0] != "configuration"]
+
+    assert built(canonical_contents(path)) == built(reference)
+    assert len(built(reference)) == len(reference) - 1
+    stored = from_storage(path).configuration.simulations
+    assert list(stored) == ["quick"] and stored["quick"].duration == 80
+
+
 def test_a_recompile_keeps_the_old_network_until_the_new_one_is_complete(tmp_path, reference,
                                                                           capsys):
     path = tmp_path / "net.hdf5"
