@@ -19,6 +19,7 @@ _COMPILE = """
 import resource, sys
 from neuroscaffold import Configuration, Network
 from neuroscaffold._allocator import tune_allocator
+import scipy.spatial  # a compile imports it first: its pages are code, not the jobs' arrays
 network = Network(Configuration.from_file(sys.argv[1]), sys.argv[2])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 network.compile(quiet=True)
