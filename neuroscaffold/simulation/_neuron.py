@@ -20,6 +20,10 @@ over MPI ranks.
   cell whose Random123 stream is keyed by (simulation seed, device, gid), never by the
   rank. One condition remains (:func:`coincident_inputs`): no cell may receive inputs
   of opposite sign at exactly the same time.
+* **A stalled rank.** NEURON's own watchdog (``pc.timeout``) ends a stalled run with
+  ``MPI_Abort(comm, 0)``, so ``mpiexec`` exits 0; it is turned off, and the driver's
+  stall guard (:mod:`._watchdog`) ends such a run on every rank with one line and a
+  non-zero status.
 * **Prompt exit.** Freeing a million NetCons at interpreter exit takes 5-12 s; at exit
   the adapter's objects are left to the operating system (:func:`_keep_at_exit`), so
   the process ends at once and with its own exit status (mpi4py still finalizes MPI,
@@ -289,6 +293,9 @@ class NeuronAdapter(SimulatorAdapter):
             self._check_device(name, device)
         h.dt = plan.resolution
         h.CVode().queue_mode(0, 1)
+        # NEURON's own watchdog ends a stalled run with MPI_Abort(comm, 0), exit status
+        # 0; the driver's stall guard replaces it (see _watchdog)
+        pc.timeout(0)
         risks = coincident_inputs(plan) if plan.rank == 0 else {}
         for cell_type, (origin, delay) in risks.items():
             warnings.warn(CoincidentInputWarning(

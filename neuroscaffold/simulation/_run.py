@@ -25,6 +25,7 @@ from ._adapter import Population, Projection, SimulationPlan, SimulatorAdapter
 from ._progress import SimulationProgress, silent_progress
 from ._registry import adapter_class
 from ._spikes import SimulationResult, SpikeTrains, check_spike_path
+from ._watchdog import stall_guard
 from .schema import Simulation
 
 if TYPE_CHECKING:
@@ -214,30 +215,38 @@ class _Runner:
                                      "no spike file was written")
 
     def run(self, adapter: SimulatorAdapter, plan: SimulationPlan) -> None:
-        """Simulate the duration in steps: progress and Ctrl-C between them."""
+        """Simulate the duration in steps: progress and Ctrl-C between them. Under MPI
+        each step is guarded (:mod:`._watchdog`): if the ranks stop making progress,
+        the run ends on every rank with one line and exit status 12."""
         started, cpu = time.perf_counter(), time.process_time()
         done = 0.0
-        quantum = adapter.step_quantum()
-        if self.size > 1:  # the same steps on every rank, or their collectives would cross
-            quantum = min(share(collect(quantum)))
         self.progress.start()
         try:
-            for until in step_ends(plan.duration, plan.resolution, quantum):
-                outcome = Outcome.OK
-                try:
-                    adapter.advance(until)
-                    done = until
-                except KeyboardInterrupt:
-                    outcome = Outcome.INTERRUPTED
-                if self.size > 1:
-                    outcome = agree(outcome, STEP_WAIT)
-                if outcome is not Outcome.OK:
-                    if outcome is Outcome.UNREACHABLE:
-                        raise ParallelError(f"simulation '{self.name}': a rank did not end "
-                                            f"its step at {until:,.0f} ms within {STEP_WAIT:.0f} s")
-                    raise self._interrupted(done, plan.duration)
-                self.progress.update(done)
-            adapter.finish()
+            with stall_guard(self.name, plan.duration, float(plan.simulation.stall_timeout),
+                             plan.rank, self.size) as guard:
+                guard.expect(0.0, None)  # the quantum is collective in the simulator
+                quantum = adapter.step_quantum()
+                if self.size > 1:  # the same steps on every rank, or their collectives would cross
+                    quantum = min(share(collect(quantum)))
+                guard.ended(0.0, 0.0)
+                for until in step_ends(plan.duration, plan.resolution, quantum):
+                    outcome, begin = Outcome.OK, done
+                    guard.expect(begin, until)
+                    try:
+                        adapter.advance(until)
+                        done = until
+                    except KeyboardInterrupt:
+                        outcome = Outcome.INTERRUPTED
+                    if self.size > 1:
+                        outcome = agree(outcome, STEP_WAIT)
+                    if outcome is not Outcome.OK:
+                        if outcome is Outcome.UNREACHABLE:
+                            raise ParallelError(f"simulation '{self.name}': a rank did not end "
+                                                f"its step at {until:,.0f} ms within {STEP_WAIT:.0f} s")
+                        raise self._interrupted(done, plan.duration)
+                    guard.ended(begin, until)
+                    self.progress.update(done)
+                adapter.finish()
         finally:
             self.progress.stop(done)
             self.timings["simulate"] = time.perf_counter() - started

@@ -266,6 +266,7 @@ class Simulation(config.Node):
     resolution = config.attr(type=types.positive, default=0.1, doc="the time step (ms)")
     threads = config.attr(type=types.integer(min=1), default=1, doc="NEST: OpenMP threads of the simulation (spikes are reproducible at a fixed thread count); NEURON: ignored, use MPI ranks")
     seed = config.attr(type=types.integer(min=0), doc="seeds the simulator's random numbers (default: the network's seed)")
+    stall_timeout = config.attr(type=types.positive, default=60.0, doc="under MPI (NEURON): the seconds a step of simulated time may take before the ranks count as stalled (at least; longer for steps that the pace measured so far says are slow); then the run ends on every rank with one line and exit status 12 (see simulating.md)")
     modules = config.list(type=str, doc="NEST extension modules to install first (BSB's key)")
     cell_models = config.dict(type=CellModel, doc="cell type -> its model; a cell type without one is not simulated")
     connection_models = config.dict(type=ConnectionModel, doc="connection set -> its synapses; a connection set without one is not simulated")
