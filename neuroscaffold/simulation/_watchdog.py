@@ -18,27 +18,30 @@ Why it is built this way (measured with neuron 9.0.2 and the mpich wheel's
   every millisecond ticked once in 7.8 s of ``psolve``. Ranks that wait for a stalled
   one wait inside NEURON's (or MPI's) C code, with the GIL.
 * **Each rank has a watchdog process** (:data:`_WATCHDOG`: a small stdlib-only
-  ``python -I -S`` child, started once per run, about 20 ms), told over a pipe when
-  each step starts and how long it may take. If a step has not ended by then, the
-  watchdog writes the line and sends its rank ``SIGUSR2`` (and ``SIGCONT``, for a
-  stopped rank).
-* **The rank ends itself with ``_exit``.** While the guard is on, ``SIGUSR2``'s handler
-  is the C library's ``_exit`` itself (installed with :mod:`ctypes`): it needs no
-  GIL and runs even while the main thread is deep in NEURON, so the status is
-  ``SIGUSR2``'s number, 12. A rank *killed* by a signal makes ``mpiexec`` print a
-  ten-line "BAD TERMINATION" banner; a rank that exits with a status does not, and
-  ``mpiexec`` then ends the other ranks (stopped ones too) and exits with that
-  status. (``SIGUSR1`` is MPICH's own; ``SIGALRM`` is NEURON's, which resets its
-  handler in every ``psolve``.) One exception is the launcher's: MPICH's hydra
-  proxy kills the other ranks with ``SIGKILL`` and records them as exited with 0,
-  but its event loop overwrites that with "killed" when it reaps one while another
-  rank's output is still open; then ``mpiexec`` exits 9 and prints its banner (on
-  stdout). It did so in 2 of 6 runs of three plain mpi4py ranks where rank 0
-  called ``os._exit(12)``, and in 1 of 8 where all three did at the same moment: it
-  cannot be avoided from inside the ranks, and the status is non-zero either way.
-* **One line.** Rank 0's watchdog speaks; the others' watchdogs fire only
-  :data:`FALLBACK` seconds (at least) later, each with its own ``[rank R]`` line, for
-  a launcher that does not end the others when one rank exits.
+  ``python -I -S`` child, started once per run: 8-15 ms to start and end it, 25 µs per
+  step, under a load of 4.5), told over a pipe when each step starts and how long it
+  may take. If a step has not ended by then, the watchdog sends its rank ``SIGUSR2``
+  (and ``SIGCONT``, for a stopped rank). Rank 0's writes the line first; the others
+  fire :data:`SPREAD` seconds later and say nothing, so there is one line.
+* **Every rank ends itself with ``_exit``.** While the guard is on, ``SIGUSR2``'s
+  handler is the C library's ``_exit`` itself (installed with :mod:`ctypes`): it needs
+  no GIL and runs even while the main thread is deep in NEURON, so the status is
+  ``SIGUSR2``'s number, 12. (``SIGUSR1`` is MPICH's own; ``SIGALRM`` is NEURON's,
+  which resets its handler in every ``psolve``.) A rank that *exits* with a status
+  makes ``mpiexec`` exit with it; a rank *killed* by a signal makes it print a
+  ten-line "BAD TERMINATION" banner on stdout and exit 9.
+* **No rank is killed by the launcher.** When a rank leaves without finalizing MPI,
+  MPICH's hydra proxy kills the others with ``SIGKILL``; it records them as exited
+  with 0, but its event loop overwrites that with "killed" when it reaps one while
+  another rank's output is still open. With three ranks that gave the banner and exit
+  status 9 in 8 of 10 stalled runs (and in 1 of 8 runs of plain mpi4py ranks that all
+  called ``os._exit(12)`` at the same moment). The proxy acts when a rank's
+  launcher socket (``PMI_FD``) closes, so each watchdog holds a copy of it, and one
+  that fired keeps it for :data:`_LINGER` seconds after its rank ended: by then every
+  rank has ended by itself, and ``mpiexec`` exits 12 without a banner (10 of 10). A
+  watchdog also holds none of its rank's output open (it opens the rank's stderr
+  through ``/proc`` when it writes the line). Under another launcher there is no
+  ``PMI_FD``; every rank still ends itself.
 
 The deadline of a step (:meth:`StallGuard.deadline`) is the simulation's
 ``stall_timeout`` (default 60 s), or :data:`PACE_FACTOR` times as long as the step
@@ -59,6 +62,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -67,28 +71,37 @@ from typing import Any, Iterator
 
 from ..exceptions import NeuroscaffoldWarning
 
-__all__ = ["EXIT_STATUS", "FALLBACK", "PACE_FACTOR", "StallGuard", "Watchdog", "stall_guard"]
+__all__ = ["EXIT_STATUS", "PACE_FACTOR", "SPREAD", "StallGuard", "Watchdog", "stall_guard"]
 
-#: how many times as long as the slowest measured pace a step may take
+#: how many times as long as the measured pace a step may take
 PACE_FACTOR = 10.0
-#: ranks other than 0 give rank 0's watchdog this long (at least as long as the
-#: deadline itself) to end the run before theirs do
-FALLBACK = 30.0
+#: the watchdogs of ranks other than 0 fire this many seconds after rank 0's, so that
+#: rank 0's has written the line first (the ranks start a step within milliseconds)
+SPREAD = 2.0
 #: the signal a watchdog ends its rank with; its number is the exit status
 _SIGNAL = getattr(signal, "SIGUSR2", None)
 #: the exit status of a rank that its watchdog ended (SIGUSR2's number)
 EXIT_STATUS = int(_SIGNAL) if _SIGNAL is not None else 1
+#: whether a watchdog can open its rank's stderr when it speaks (Linux's /proc), so
+#: that it need not hold it open meanwhile (see the module text)
+_REOPENS = os.path.isdir("/proc/self/fd")
+#: how long a watchdog that fired keeps its rank's launcher socket open after the
+#: rank ended (see the module text): longer than SPREAD, so that every rank has
+#: ended by itself first
+_LINGER = SPREAD + 3.0
 #: how long a watchdog waits for its rank to end before it kills it outright
 _GRACE = 10.0
 
-#: the watchdog program: ``argv[1]`` is the rank's pid, ``argv[2]`` the signal. Each
-#: line on stdin is ``SECONDS TEXT`` (arm: fire SECONDS from now, writing TEXT) or
-#: ``- `` (disarm); at end of input (the rank ended, or died) it leaves.
+#: the watchdog program: ``argv[1]`` is the rank's pid, ``argv[2]`` the signal,
+#: ``argv[3]`` how long to wait for the rank to end, ``argv[4]`` how long to linger
+#: after it ended. Each line on stdin is ``SECONDS TEXT`` (arm: fire SECONDS from now,
+#: writing TEXT, if any) or ``- `` (disarm); at end of input before it fired (the rank
+#: ended or died) it leaves at once.
 _WATCHDOG = r"""
 import os, select, signal, sys, time
 for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(stop, signal.SIG_IGN)  # the rank acts on those; end of input ends us
-rank, sig, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+rank, sig, grace, linger = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 deadline, text, pending = None, b"", b""
 while True:
     wait = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -104,8 +117,12 @@ while True:
     elif deadline is not None and time.monotonic() >= deadline:
         break
 if text:
-    os.write(2, text + b"\n")
-os.close(2)  # the launcher waits for the rank's output to close: hold it no longer
+    try:  # the rank's own stderr, opened now: holding it open would delay the launcher
+        out = os.open(f"/proc/{rank}/fd/2", os.O_WRONLY | os.O_APPEND)
+    except OSError:
+        out = 2  # no /proc: it was inherited
+    os.write(out, text + b"\n")
+    os.close(out)
 for send in (sig, signal.SIGCONT):
     try:
         os.kill(rank, send)
@@ -114,12 +131,23 @@ for send in (sig, signal.SIGCONT):
 end = time.monotonic() + grace
 while time.monotonic() < end:  # the rank closes our input as it ends
     if select.select([0], [], [], end - time.monotonic())[0] and not os.read(0, 65536):
+        time.sleep(linger)  # with its launcher socket, if we hold it
         sys.exit(0)
 try:
     os.kill(rank, signal.SIGKILL)  # its handler was not there: end it all the same
 except OSError:
     pass
 """
+
+
+def _launcher_socket() -> int | None:
+    """The rank's socket to its MPICH hydra proxy (``PMI_FD``), if it has one."""
+    try:
+        fd = int(os.environ["PMI_FD"])
+        is_socket = stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except (KeyError, ValueError, OSError):
+        return None
+    return fd if is_socket else None  # closed, and the number taken by another file
 
 
 class Watchdog:
@@ -132,10 +160,13 @@ class Watchdog:
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
         self._libc.signal.restype = ctypes.c_void_p
+        held = _launcher_socket()
         self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(os.getpid()), str(int(_SIGNAL)),
-             str(_GRACE)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
+             str(_GRACE), str(_LINGER if held is not None else 0.0)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True,
+            stderr=subprocess.DEVNULL if _REOPENS else None,
+            pass_fds=() if held is None else (held,))
         exit_now = ctypes.cast(self._libc._exit, ctypes.c_void_p).value
         self._previous: Any = self._libc.signal(int(_SIGNAL), exit_now)  # None: SIG_DFL
         self._installed = True
@@ -220,16 +251,16 @@ class StallGuard:
                 f"than the others; see stall_timeout); no spike file was written")
         if self.rank == 0:
             self.watchdog.arm(seconds, line)
-        else:  # rank 0's watchdog speaks first; this one only if that one could not
-            self.watchdog.arm(seconds + max(seconds, FALLBACK), f"[rank {self.rank}] {line}")
+        else:  # rank 0's watchdog speaks, first
+            self.watchdog.arm(seconds + SPREAD, "")
 
     def ended(self, start: float, until: float) -> None:
-        """The step from ``start`` to ``until`` ms ended on every rank."""
+        """The step from ``start`` to ``until`` ms ended on every rank. The watchdog
+        stays armed until the next step re-arms it (or the guard ends): a rank that
+        stalls between two steps is caught too."""
         if start > 0 and until > start:  # the first step holds the simulator's start
             self._seconds += time.perf_counter() - self._started
             self._ms += until - start
-        if self.watchdog is not None:
-            self.watchdog.disarm()
 
 
 @contextlib.contextmanager

@@ -127,9 +127,9 @@ def test_a_stalled_rank_ends_every_rank_with_one_line_and_a_non_zero_status(
     finally:
         _end(pidfile)
     assert pidfile.exists(), result.describe()  # it did stall
-    # 12, or 9 where MPICH's hydra recorded a rank it killed itself as killed (see
-    # neuroscaffold.simulation._watchdog): never 0
-    assert result.returncode in (EXIT_STATUS, 9) and EXIT_STATUS == 12, result.describe()
+    # every rank ended itself: no rank killed by the launcher, no banner of it
+    assert result.returncode == EXIT_STATUS == 12, result.describe()
+    assert "BAD TERMINATION" not in result.stdout, result.describe()
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.describe()
     found = LINE.fullmatch(lines[0])
