@@ -88,7 +88,7 @@ _REOPENS = os.path.isdir("/proc/self/fd")
 #: how long a watchdog that fired keeps its rank's launcher socket open after the
 #: rank ended (see the module text): longer than SPREAD, so that every rank has
 #: ended by itself first
-_LINGER = SPREAD + 3.0
+_LINGER = SPREAD + 8.0
 #: how long a watchdog waits for its rank to end before it kills it outright
 _GRACE = 10.0
 
