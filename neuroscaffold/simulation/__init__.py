@@ -5,7 +5,9 @@ configuration, which includes it); :mod:`._adapter` is what each simulator's ada
 implements (:class:`SimulatorAdapter`) and the plan it is given; :mod:`._registry`
 finds an adapter by its ``simulator:`` name; :mod:`._run` is the driver that
 :meth:`neuroscaffold.Network.simulate` calls; :mod:`._spikes` holds the spikes and
-their SONATA spike file; :mod:`._progress` shows simulated time on the main rank.
+their SONATA spike file; :mod:`._progress` shows simulated time on the main rank;
+:mod:`._imports` imports a simulator (without the optional modules it would load, on
+request).
 
 Nothing here imports a simulator until a simulation runs: the names below are loaded
 on first access, and each adapter imports its simulator in ``prepare()``.
@@ -23,6 +25,7 @@ __all__ = [
     "SimulatorAdapter",
     "SpikeTrains",
     "adapter_class",
+    "optional_imports_left_out",
     "read_spike_file",
     "register_adapter",
     "simulate",
@@ -41,6 +44,7 @@ _EXPORTS = {
     "adapter_class": "._registry",
     "register_adapter": "._registry",
     "simulate": "._run",
+    "optional_imports_left_out": "._imports",
 }
 
 
