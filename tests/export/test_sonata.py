@@ -5,6 +5,7 @@ and block size, and bad input gets one line."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -246,6 +247,33 @@ def test_an_existing_directory_is_replaced_only_with_force(networks, tmp_path, c
     assert main(["export", str(networks["small"]), "--sonata", str(out), "--force"]) == 0
     assert not (out / "mine.txt").exists() and (out / "circuit_config.json").exists()
     assert not list(tmp_path.glob(".out.*"))  # no staging or old directory left
+
+
+def test_an_export_killed_outright_leaves_nothing_the_next_export_keeps(networks, tmp_path):
+    """SIGKILL gives no chance to clean up: the staging directory of the killed export
+    stays, until the next export of that directory removes it. The working directory
+    of a running export, or of another host's, is never touched."""
+    import socket
+    import subprocess
+
+    out = tmp_path / "out"
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "import os; print(os.getpid())"],
+                            stdout=subprocess.PIPE, text=True)
+    dead_pid = int(dead.communicate(timeout=30)[0])  # a process that ended
+    killed = tmp_path / f".out.export-{host}-{dead_pid}"
+    (killed / "network").mkdir(parents=True)
+    half = tmp_path / f".out.old-{host}-{dead_pid}"
+    half.mkdir()
+    live = tmp_path / f".out.export-{host}-{os.getppid()}"  # a process that runs
+    other_host = tmp_path / f".out.export-{host}x-{dead_pid}"
+    mine = tmp_path / ".out.notes"  # not ours at all
+    for kept in (live, other_host, mine):
+        kept.mkdir()
+    export_sonata(networks["small"], out)
+    assert not killed.exists() and not half.exists()
+    assert live.exists() and other_host.exists() and mine.exists()
+    assert (out / "circuit_config.json").exists()
 
 
 def test_the_directory_of_the_network_itself_is_refused(networks, tmp_path, capsys):
