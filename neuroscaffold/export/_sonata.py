@@ -59,7 +59,7 @@ class NodeSet:
 @dataclass(frozen=True)
 class EdgeSet:
     """One edge population: a stored connection set, or the one-to-one edges from a
-    virtual population (``source_offset`` + i -> i)."""
+    virtual population (``source_offset`` + i -> i, or -> ``target_cells[i]``)."""
 
     name: str
     pre: str
@@ -71,6 +71,9 @@ class EdgeSet:
     stored: str | None = None  #: the connection set the pairs are read from
     source_offset: int = 0
     folder: str = NETWORK
+    #: the target cells of virtual edges when not all of a population (sorted; edge i
+    #: goes from virtual node ``source_offset + i`` to cell ``target_cells[i]``)
+    target_cells: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def file(self) -> str:
@@ -82,8 +85,9 @@ class EdgeSet:
             yield from storage.iter_rows("connectivity", self.stored, ROWS, start, stop)
             return
         for first in range(start, stop, ROWS):
-            targets = np.arange(first, min(first + ROWS, stop), dtype=np.int64)
-            yield np.stack([targets + self.source_offset, targets], axis=1)
+            rows = np.arange(first, min(first + ROWS, stop), dtype=np.int64)
+            targets = rows if self.target_cells is None else self.target_cells[rows]
+            yield np.stack([rows + self.source_offset, targets], axis=1)
 
 
 @dataclass

@@ -28,6 +28,7 @@ __all__ = [
     "optional_imports_left_out",
     "read_spike_file",
     "register_adapter",
+    "sampled_cells",
     "simulate",
     "write_spike_file",
 ]
@@ -37,6 +38,7 @@ _EXPORTS = {
     "Projection": "._adapter",
     "SimulationPlan": "._adapter",
     "SimulatorAdapter": "._adapter",
+    "sampled_cells": "._adapter",
     "SimulationResult": "._spikes",
     "SpikeTrains": "._spikes",
     "read_spike_file": "._spikes",
