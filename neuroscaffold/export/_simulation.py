@@ -70,7 +70,15 @@ class SimulationExport:
     cells: list[NodeSet]  #: the simulated cell types' populations
     sets: list[EdgeSet]  #: the simulated connection sets
     nodes: list[NodeSet] = field(default_factory=list)  #: virtual populations (devices)
-    edges: list[EdgeSet] = field(default_factory=list)  #: devices' edges
+    edges: list[EdgeSet] = field(default_factory=list)  #: devices' edges and the copies
+    #: the stored pairs again, once per further synapse of a connection model
+    copies: list[EdgeSet] = field(default_factory=list)
+    #: edge population of a copy -> (its connection set, the synapse's number)
+    synapse_of: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def devices_edges(self) -> list[EdgeSet]:
+        """The edges from the devices' virtual populations."""
+        return [edge_set for edge_set in self.edges if edge_set.name not in self.synapse_of]
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)  #: device -> spikes
     #: dc_generator -> BMTK current clamps (one per target cell type)
     currents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -137,15 +145,20 @@ def plan_simulation(storage: HDF5Storage, name: str, nodes: list[NodeSet],
                     f"{where}.connection_models.{set_name}: connects cell type "
                     f"'{cell_type}' (its {role} type), which has no cell model: add "
                     f"{where}.cell_models.{cell_type}")
-        if len(model.synapse_list()) != 1:
-            raise ConfigurationError(f"{where}.connection_models.{set_name}: "
-                                     f"{len(model.synapse_list())} synapses per pair; a "
-                                     "SONATA edge has one type, so the export takes one")
         sets.append(edge_set)
     seed = simulation.seed if simulation.seed is not None else int(configuration.get("seed", 0) or 0)
     plan = SimulationExport(name, simulation, seed,
                             [by_type[t] for t in by_type if t in simulation.cell_models], sets)
     node_type, edge_type = len(nodes), len(edges)
+    for edge_set in sets:  # a SONATA edge has one type: a population per further synapse
+        for number in range(1, len(simulation.connection_models[edge_set.name].synapse_list())):
+            plan.copies.append(EdgeSet(
+                f"{edge_set.name}_synapse{number}", edge_set.pre, edge_set.post,
+                edge_set.count, edge_type, edge_set.pre_count, edge_set.post_count,
+                stored=edge_set.name, folder=FOLDER))
+            plan.edges.append(plan.copies[-1])
+            plan.synapse_of[plan.copies[-1].name] = (edge_set.name, number)
+            edge_type += 1
     for device_name, device in simulation.devices.items():
         targets = device.target_types()
         for cell_type in targets:
@@ -210,8 +223,9 @@ def write_simulation(staging: Path, storage: HDF5Storage, plan: SimulationExport
     write_table(folder / "virtual_node_types.csv", ["node_type_id", "pop_name", "model_type"],
                 [[n.type_id, n.name, "virtual"] for n in plan.nodes])
     rows = []
-    for edge_set in plan.sets:
-        (synapse,) = simulation.connection_models[edge_set.name].synapse_list()
+    for edge_set in [*plan.sets, *plan.copies]:  # the copies are written with the edges
+        set_name, number = plan.synapse_of.get(edge_set.name, (edge_set.name, 0))
+        synapse = simulation.connection_models[set_name].synapse_list()[number]
         parameters = dict(synapse.model_parameters())
         if synapse.receptor_type is not None:
             parameters["receptor_type"] = synapse.receptor_type
@@ -219,7 +233,7 @@ def write_simulation(staging: Path, storage: HDF5Storage, plan: SimulationExport
         rows.append([edge_set.type_id, edge_set.name, f"nest:{synapse.model}",
                      f"{edge_set.name}.json", repr(float(synapse.weight)),
                      repr(float(synapse.delay))])
-    for edge_set in plan.edges:
+    for edge_set in plan.devices_edges():
         device = simulation.devices[edge_set.pre]
         parameters = {} if device.receptor_type is None else {"receptor_type": device.receptor_type}
         write_json(synapses / f"{edge_set.name}.json", parameters)

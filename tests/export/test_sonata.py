@@ -225,6 +225,25 @@ def test_bmtk_pointnet_runs_the_simulation_export(tmp_path):
     assert len(np.unique(fired)) > cells // 2  # driven cells fire
 
 
+@pytest.mark.timeout(300)
+def test_every_synapse_of_a_pair_is_made_in_bmtk(tmp_path):
+    """Two synapses per pair: the stored pairs twice, each with its synapse's weight
+    and delay (a further edge population holds the copy)."""
+    pytest.importorskip("bmtk")
+    config = _with_simulation()
+    config["simulations"]["basal"]["connection_models"]["interneuron_to_pyramidal"] = {
+        "synapses": [{"model": "static_synapse", "weight": -10.0, "delay": 2.0},
+                     {"model": "static_synapse", "weight": -4.0, "delay": 3.5}]}
+    network, got = _run_in_bmtk(config, _BMTK, tmp_path)
+    made = [(int(s[1]), int(t[1]), w, d) for s, t, w, d in zip(
+        got["source"], got["target"], got["weight"], got["delay"])
+        if (s[0], t[0]) == ("interneuron", "pyramidal")]
+    pairs, _ = HDF5Storage(network).read_connections("interneuron_to_pyramidal")
+    expected = [(int(a), int(b), w, d) for a, b in pairs for w, d in ((-10.0, 2.0), (-4.0, 3.5))]
+    assert len(pairs) and sorted(made) == sorted(expected)
+    assert (tmp_path / "sonata" / "simulation" / "edges_interneuron_to_pyramidal_synapse1.h5").exists()
+
+
 _BMTK_INPUTS = """
 import json, sys
 sys.path.insert(0, sys.argv[2])
