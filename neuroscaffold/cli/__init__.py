@@ -11,6 +11,7 @@ done, the output is dropped quietly.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import os
 import signal
@@ -23,7 +24,8 @@ from typing import Sequence
 from .. import _signals
 from ..exceptions import CompileInterrupted, NeuroscaffoldError, NeuroscaffoldWarning
 
-__all__ = ["FailedAlone", "FailedElsewhere", "build_parser", "main", "program"]
+__all__ = ["FailedAlone", "FailedElsewhere", "build_parser", "exit_without_teardown", "main",
+           "program"]
 
 _COMMANDS = ("_compile", "_show", "_report", "_plot", "_reference", "_simulate", "_export")
 _OPTIONAL = frozenset({"_report", "_plot", "_reference"})  # written separately; registered when present
@@ -130,7 +132,7 @@ def program() -> None:
         signal.signal(sig, signal.SIG_IGN)
     if code and _parallel():
         _leave(code)
-    sys.exit(code)
+    _exit(code)
 
 
 #: seconds the ranks may take to start MPI together (a rank that never comes died)
@@ -193,6 +195,35 @@ def work_saved() -> None:
     global _work_saved
     _work_saved = True
     _signals.defer(True)  # a stop signal from now on is only remembered, never acted on
+
+
+_quick_exit = False
+
+
+def exit_without_teardown() -> None:
+    """Called by a command whose process holds a simulator's kernel, once its result
+    is written: :func:`program` then ends the process without the interpreter's
+    teardown. Freeing NEST's kernel (a million connections) and every module's objects
+    one by one took 0.35 s of the example's 4 s ``simulate``; the operating system
+    frees the process's memory at once. The registered exit functions and
+    ``MPI_Finalize`` still run (every rank of a successful run gets here)."""
+    global _quick_exit
+    _quick_exit = True
+
+
+def _exit(code: int) -> None:
+    if _quick_exit and code == 0:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        atexit._run_exitfuncs()
+        mpi = sys.modules.get("mpi4py.MPI")
+        if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+            mpi.Finalize()  # mpi4py's own is a C-level exit hook, which os._exit skips
+        os._exit(code)
+    sys.exit(code)
 
 
 def _parallel() -> bool:

@@ -40,9 +40,10 @@ def _is_main() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import work_saved
+    from . import exit_without_teardown, work_saved
     from ..exceptions import SimulationInterrupted, StorageError
     from ..services import MPI
+    from ..simulation import optional_imports_left_out
 
     if not args.network.exists():
         raise StorageError(f"{args.network}: no such network file")
@@ -50,12 +51,15 @@ def run(args: argparse.Namespace) -> int:
     network = _open(args.network, args.config)
     started = time.perf_counter()
     try:
-        result = network.simulate(args.simulation, quiet=args.quiet, output=output)
+        # this process never asks the simulator for pandas output or plots
+        with optional_imports_left_out():
+            result = network.simulate(args.simulation, quiet=args.quiet, output=output)
     except SimulationInterrupted as interrupt:
         if _is_main():
             print(f"neuroscaffold: {interrupt}", file=sys.stderr, flush=True)
         return 130
     work_saved()
+    exit_without_teardown()
     if MPI.get_rank() == 0:
         elapsed = time.perf_counter() - started
         spikes = sum(len(trains) for trains in result.values())

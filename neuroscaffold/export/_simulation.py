@@ -8,8 +8,10 @@ code is imported. What it adds to the export (all under ``simulation/``):
   ``model_template: nest:<model>``, ``dynamics_params`` files, ``syn_weight``, ``delay``;
 * ``components/``: the cell models' and synapses' parameters as JSON files;
 * a virtual population per ``poisson_generator`` (one node per target cell, one edge
-  to it) and its spike trains, drawn here from the simulation's seed (BMTK has no
+  to it; with a ``fraction``, per cell of its sample, the cells the simulator would
+  stimulate) and its spike trains, drawn here from the simulation's seed (BMTK has no
   Poisson input): a SONATA spike file given to BMTK as input;
+* a ``dc_generator`` as BMTK current clamps (``IClamp``), one per target cell type;
 * ``circuit_config.json`` (the simulated populations and sets only: a cell type
   without a cell model, a set without a connection model, is not simulated), and at
   the top ``simulation_config.json``, which ``pointnet.Config.from_json`` reads.
@@ -18,6 +20,7 @@ code is imported. What it adds to the export (all under ``simulation/``):
 from __future__ import annotations
 
 import difflib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +28,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, NeuroscaffoldWarning
 from ..storage import HDF5Storage
+from ..simulation import sampled_cells
 from ._sonata import EdgeSet, NodeSet, circuit_config, write_json, write_table
 
 __all__ = ["SimulationExport", "plan_simulation", "read_simulation", "write_simulation"]
@@ -66,8 +70,55 @@ class SimulationExport:
     cells: list[NodeSet]  #: the simulated cell types' populations
     sets: list[EdgeSet]  #: the simulated connection sets
     nodes: list[NodeSet] = field(default_factory=list)  #: virtual populations (devices)
-    edges: list[EdgeSet] = field(default_factory=list)  #: devices' edges
+    edges: list[EdgeSet] = field(default_factory=list)  #: devices' edges and the copies
+    #: the stored pairs again, once per further synapse of a connection model
+    copies: list[EdgeSet] = field(default_factory=list)
+    #: edge population of a copy -> (its connection set, the synapse's number)
+    synapse_of: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def devices_edges(self) -> list[EdgeSet]:
+        """The edges from the devices' virtual populations."""
+        return [edge_set for edge_set in self.edges if edge_set.name not in self.synapse_of]
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)  #: device -> spikes
+    #: dc_generator -> BMTK current clamps (one per target cell type)
+    currents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _current_clamps(where: str, device: Any, parameters: dict[str, Any],
+                    cells: dict[str, np.ndarray], sizes: dict[str, int],
+                    simulation: Any) -> list[dict[str, Any]]:
+    """A ``dc_generator`` as BMTK's ``IClamp`` inputs (a NEST step current generator
+    connected with a delay of one time step), one per target cell type.
+
+    The current reaches the cells when it does in ``neuroscaffold simulate``: NEST
+    delivers a dc_generator's current after its connection's ``delay``, so the clamp
+    starts ``delay`` minus one step after the device's start, scaled by its ``weight``
+    (NEST multiplies a current by its connection's weight). BMTK drops a clamp that
+    starts within the first time step: such a start is moved to the second one, and
+    said in one line."""
+    if device.receptor_type is not None:
+        raise ConfigurationError(f"{where}.receptor_type: BMTK's current clamp has no "
+                                 "receptor port; remove it to export this dc_generator")
+    step = float(simulation.resolution)
+    origin = float(parameters.get("origin", 0.0))
+    start = origin + float(parameters.get("start", 0.0))
+    stop = origin + float(parameters.get("stop", simulation.duration))
+    onset = round((start + float(device.delay) - step) / step) * step
+    if onset <= step:
+        warnings.warn(f"{where}: BMTK's current clamp cannot start within the first time "
+                      f"step; exported to reach the cells at {3 * step:g} ms instead of "
+                      f"{start + float(device.delay):g} ms", NeuroscaffoldWarning, stacklevel=2)
+        onset = 2 * step
+    amplitude = float(parameters.get("amplitude", 0.0)) * float(device.weight)
+    clamps = []
+    for cell_type, chosen in cells.items():
+        node_set: dict[str, Any] = {"population": cell_type}
+        if len(chosen) < sizes[cell_type]:
+            node_set["node_id"] = [int(i) for i in chosen]
+        clamps.append({"input_type": "current_clamp", "module": "IClamp",
+                       "node_set": node_set, "amp": amplitude, "delay": onset,
+                       "duration": max(stop - start, 0.0)})
+    return clamps
 
 
 def plan_simulation(storage: HDF5Storage, name: str, nodes: list[NodeSet],
@@ -94,15 +145,20 @@ def plan_simulation(storage: HDF5Storage, name: str, nodes: list[NodeSet],
                     f"{where}.connection_models.{set_name}: connects cell type "
                     f"'{cell_type}' (its {role} type), which has no cell model: add "
                     f"{where}.cell_models.{cell_type}")
-        if len(model.synapse_list()) != 1:
-            raise ConfigurationError(f"{where}.connection_models.{set_name}: "
-                                     f"{len(model.synapse_list())} synapses per pair; a "
-                                     "SONATA edge has one type, so the export takes one")
         sets.append(edge_set)
     seed = simulation.seed if simulation.seed is not None else int(configuration.get("seed", 0) or 0)
     plan = SimulationExport(name, simulation, seed,
                             [by_type[t] for t in by_type if t in simulation.cell_models], sets)
     node_type, edge_type = len(nodes), len(edges)
+    for edge_set in sets:  # a SONATA edge has one type: a population per further synapse
+        for number in range(1, len(simulation.connection_models[edge_set.name].synapse_list())):
+            plan.copies.append(EdgeSet(
+                f"{edge_set.name}_synapse{number}", edge_set.pre, edge_set.post,
+                edge_set.count, edge_type, edge_set.pre_count, edge_set.post_count,
+                stored=edge_set.name, folder=FOLDER))
+            plan.edges.append(plan.copies[-1])
+            plan.synapse_of[plan.copies[-1].name] = (edge_set.name, number)
+            edge_type += 1
     for device_name, device in simulation.devices.items():
         targets = device.target_types()
         for cell_type in targets:
@@ -112,22 +168,31 @@ def plan_simulation(storage: HDF5Storage, name: str, nodes: list[NodeSet],
                                          f"{where}.cell_models.{cell_type}")
         if device.device == "spike_recorder":
             continue  # BMTK records every spike of the simulated cells
+        sizes = {cell_type: by_type[cell_type].count for cell_type in targets}
+        cells = {cell_type: sampled_cells(seed, device_name, cell_type, size,
+                                          float(device.fraction))
+                 for cell_type, size in sizes.items()}
+        parameters = device.device_parameters()
+        if device.device == "dc_generator":
+            plan.currents[device_name] = _current_clamps(
+                f"{where}.devices.{device_name}", device, parameters, cells, sizes, simulation)
+            continue
         if device.device != "poisson_generator":
             raise ConfigurationError(f"{where}.devices.{device_name}: a {device.device} has no "
-                                     "SONATA/BMTK form in this export (poisson_generator and "
-                                     "spike_recorder do)")
-        count = sum(by_type[t].count for t in targets)
+                                     "SONATA/BMTK form in this export (poisson_generator, "
+                                     "dc_generator and spike_recorder do)")
+        count = sum(len(chosen) for chosen in cells.values())
         plan.nodes.append(NodeSet(device_name, count, node_type, virtual=True, folder=FOLDER))
         node_type += 1
         offset = 0
-        for cell_type in targets:
-            size = by_type[cell_type].count
+        for cell_type, chosen in cells.items():
+            size = sizes[cell_type]
+            sampled = None if len(chosen) == size else chosen  # else every cell, in order
             plan.edges.append(EdgeSet(f"{device_name}_to_{cell_type}", device_name, cell_type,
-                                      size, edge_type, count, size, source_offset=offset,
-                                      folder=FOLDER))
+                                      len(chosen), edge_type, count, size, source_offset=offset,
+                                      folder=FOLDER, target_cells=sampled))
             edge_type += 1
-            offset += size
-        parameters = device.device_parameters()
+            offset += len(chosen)
         plan.inputs[device_name] = {"count": count, "rate": float(parameters.get("rate", 0.0)),
                                     "start": float(parameters.get("start", 0.0)),
                                     "stop": float(parameters.get("stop", simulation.duration)),
@@ -158,8 +223,9 @@ def write_simulation(staging: Path, storage: HDF5Storage, plan: SimulationExport
     write_table(folder / "virtual_node_types.csv", ["node_type_id", "pop_name", "model_type"],
                 [[n.type_id, n.name, "virtual"] for n in plan.nodes])
     rows = []
-    for edge_set in plan.sets:
-        (synapse,) = simulation.connection_models[edge_set.name].synapse_list()
+    for edge_set in [*plan.sets, *plan.copies]:  # the copies are written with the edges
+        set_name, number = plan.synapse_of.get(edge_set.name, (edge_set.name, 0))
+        synapse = simulation.connection_models[set_name].synapse_list()[number]
         parameters = dict(synapse.model_parameters())
         if synapse.receptor_type is not None:
             parameters["receptor_type"] = synapse.receptor_type
@@ -167,7 +233,7 @@ def write_simulation(staging: Path, storage: HDF5Storage, plan: SimulationExport
         rows.append([edge_set.type_id, edge_set.name, f"nest:{synapse.model}",
                      f"{edge_set.name}.json", repr(float(synapse.weight)),
                      repr(float(synapse.delay))])
-    for edge_set in plan.edges:
+    for edge_set in plan.devices_edges():
         device = simulation.devices[edge_set.pre]
         parameters = {} if device.receptor_type is None else {"receptor_type": device.receptor_type}
         write_json(synapses / f"{edge_set.name}.json", parameters)
@@ -188,6 +254,11 @@ def write_simulation(staging: Path, storage: HDF5Storage, plan: SimulationExport
                              simulation.resolution)
         inputs[device_name] = {"input_type": "spikes", "module": "sonata",
                                "input_file": f"$BASE_DIR/{spikes}", "node_set": device_name}
+    for device_name, clamps in plan.currents.items():
+        for clamp in clamps:
+            key = device_name if len(clamps) == 1 else \
+                f"{device_name}_{clamp['node_set']['population']}"
+            inputs[key] = clamp
     write_json(staging / SIMULATION_CONFIG, {
         "manifest": {"$BASE_DIR": "${configdir}", "$OUTPUT_DIR": "$BASE_DIR/output"},
         "target_simulator": "NEST",

@@ -10,9 +10,12 @@ that fails or is interrupted leaves ``DIR`` as it was.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -28,7 +31,7 @@ from ._columns import Column, ColumnWriter, allocate, plain_group
 from ._index import (Buckets, RunCounter, RunSpiller, blocks_with_previous, write_bucket,
                      write_lookup)
 
-__all__ = ["EdgeSet", "NodeSet", "export_sonata", "CIRCUIT_CONFIG"]
+__all__ = ["EdgeSet", "NodeSet", "export_sonata", "remove_abandoned", "CIRCUIT_CONFIG"]
 
 T = TypeVar("T")
 
@@ -56,7 +59,7 @@ class NodeSet:
 @dataclass(frozen=True)
 class EdgeSet:
     """One edge population: a stored connection set, or the one-to-one edges from a
-    virtual population (``source_offset`` + i -> i)."""
+    virtual population (``source_offset`` + i -> i, or -> ``target_cells[i]``)."""
 
     name: str
     pre: str
@@ -68,6 +71,9 @@ class EdgeSet:
     stored: str | None = None  #: the connection set the pairs are read from
     source_offset: int = 0
     folder: str = NETWORK
+    #: the target cells of virtual edges when not all of a population (sorted; edge i
+    #: goes from virtual node ``source_offset + i`` to cell ``target_cells[i]``)
+    target_cells: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def file(self) -> str:
@@ -79,8 +85,9 @@ class EdgeSet:
             yield from storage.iter_rows("connectivity", self.stored, ROWS, start, stop)
             return
         for first in range(start, stop, ROWS):
-            targets = np.arange(first, min(first + ROWS, stop), dtype=np.int64)
-            yield np.stack([targets + self.source_offset, targets], axis=1)
+            rows = np.arange(first, min(first + ROWS, stop), dtype=np.int64)
+            targets = rows if self.target_cells is None else self.target_cells[rows]
+            yield np.stack([rows + self.source_offset, targets], axis=1)
 
 
 @dataclass
@@ -192,7 +199,8 @@ def export_sonata(network: Any, directory: str | os.PathLike, simulation: str | 
         if simulation is not None:
             extra = plan_simulation(storage, simulation, nodes, edges)
             nodes, edges = nodes + extra.nodes, edges + extra.edges
-        staging = directory.parent / f".{directory.name}.export-{os.getpid()}"
+        remove_abandoned(directory)
+        staging = _beside(directory, "export")
         for folder in {item.folder for item in [*nodes, *edges]} | {".scratch"}:
             (staging / folder).mkdir(parents=True, exist_ok=True)
         request = Request(str(staging), nodes, edges, extra)
@@ -446,12 +454,45 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def _beside(directory: Path, kind: str) -> Path:
+    """This process's own working directory next to ``directory``: ``kind`` is
+    ``export`` (the staging directory) or ``old`` (the export it replaces, for a moment)."""
+    return directory.parent / f".{directory.name}.{kind}-{socket.gethostname()}-{os.getpid()}"
+
+
+def remove_abandoned(directory: Path) -> list[Path]:
+    """Remove the working directories that exports killed outright (SIGKILL, a lost
+    node) left next to ``directory``: those of processes of this host that no longer
+    run. Another host's, or a running export's, are never touched. Returns them."""
+    pattern = re.compile(rf"\.{re.escape(directory.name)}\.(?:export|old)-"
+                         rf"{re.escape(socket.gethostname())}-(\d+)")
+    removed = []
+    for path in directory.parent.glob(f".{glob.escape(directory.name)}.*"):
+        match = pattern.fullmatch(path.name)
+        if match and path.is_dir() and not _running(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _publish(staging: Path, directory: Path) -> None:
     """Put the finished staging directory at ``directory`` (replacing what is there,
     which was checked to be empty or given up with ``force``)."""
     old = None
     if directory.exists():
-        old = directory.parent / f".{directory.name}.old-{os.getpid()}"
+        old = _beside(directory, "old")
         os.replace(directory, old)
     os.replace(staging, directory)
     if old is not None:

@@ -5,7 +5,9 @@ configuration, which includes it); :mod:`._adapter` is what each simulator's ada
 implements (:class:`SimulatorAdapter`) and the plan it is given; :mod:`._registry`
 finds an adapter by its ``simulator:`` name; :mod:`._run` is the driver that
 :meth:`neuroscaffold.Network.simulate` calls; :mod:`._spikes` holds the spikes and
-their SONATA spike file; :mod:`._progress` shows simulated time on the main rank.
+their SONATA spike file; :mod:`._progress` shows simulated time on the main rank;
+:mod:`._imports` imports a simulator (without the optional modules it would load, on
+request).
 
 Nothing here imports a simulator until a simulation runs: the names below are loaded
 on first access, and each adapter imports its simulator in ``prepare()``.
@@ -23,8 +25,10 @@ __all__ = [
     "SimulatorAdapter",
     "SpikeTrains",
     "adapter_class",
+    "optional_imports_left_out",
     "read_spike_file",
     "register_adapter",
+    "sampled_cells",
     "simulate",
     "write_spike_file",
 ]
@@ -34,6 +38,7 @@ _EXPORTS = {
     "Projection": "._adapter",
     "SimulationPlan": "._adapter",
     "SimulatorAdapter": "._adapter",
+    "sampled_cells": "._adapter",
     "SimulationResult": "._spikes",
     "SpikeTrains": "._spikes",
     "read_spike_file": "._spikes",
@@ -41,6 +46,7 @@ _EXPORTS = {
     "adapter_class": "._registry",
     "register_adapter": "._registry",
     "simulate": "._run",
+    "optional_imports_left_out": "._imports",
 }
 
 

@@ -39,7 +39,7 @@ import numpy as np
 from ..exceptions import DependencyError
 from .schema import CellModel, ConnectionModel, Device, DeviceKind, Simulation, Synapse
 
-__all__ = ["Population", "Projection", "SimulationPlan", "SimulatorAdapter"]
+__all__ = ["Population", "Projection", "SimulationPlan", "SimulatorAdapter", "sampled_cells"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,21 @@ class Projection:
         if self.size == 0:
             return iter(())
         return self.network.get_connectivity_set(self.name).iter_connections(rows)
+
+
+def sampled_cells(seed: int, device: str, cell_type: str, size: int,
+                  fraction: float) -> np.ndarray:
+    """The cells (indices within ``cell_type``, sorted, int64) that device ``device``
+    with ``fraction`` targets among ``size``: all of them, or a sample drawn from the
+    simulation's seed, the device's and the cell type's names. The same cells in every
+    run, on any number of ranks, in every simulator and in an export."""
+    if fraction >= 1.0:
+        return np.arange(size, dtype=np.int64)
+    count = min(size, max(1 if size and fraction > 0 else 0, round(fraction * size)))
+    words = [int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+             for text in (device, cell_type)]
+    rng = np.random.default_rng([seed, *words])
+    return np.sort(rng.choice(size, size=count, replace=False)).astype(np.int64)
 
 
 @dataclass
@@ -111,15 +126,8 @@ class SimulationPlan:
         ``device`` targets: all of them, or its ``fraction`` of them drawn from the
         simulation's seed, the device's and the cell type's names (the same cells in
         every run, on any number of ranks, in every simulator)."""
-        size = self.populations[cell_type].size
-        fraction = float(self.devices[device].fraction)
-        if fraction >= 1.0:
-            return np.arange(size, dtype=np.int64)
-        count = min(size, max(1 if size and fraction > 0 else 0, round(fraction * size)))
-        words = [int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-                 for text in (device, cell_type)]
-        rng = np.random.default_rng([self.seed, *words])
-        return np.sort(rng.choice(size, size=count, replace=False)).astype(np.int64)
+        return sampled_cells(self.seed, device, cell_type, self.populations[cell_type].size,
+                             float(self.devices[device].fraction))
 
     def recorded_indices(self, cell_type: str) -> np.ndarray | None:
         """The cells of ``cell_type`` whose spikes are recorded: None for all of them,

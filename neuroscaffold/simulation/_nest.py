@@ -34,6 +34,7 @@ import numpy as np
 
 from ..exceptions import ConfigurationError, DependencyError, SimulationError
 from ._adapter import Projection, SimulationPlan, SimulatorAdapter
+from ._imports import import_simulator
 from .schema import DeviceKind
 
 __all__ = ["NestAdapter", "nest_has_mpi"]
@@ -83,7 +84,7 @@ def _import_nest() -> Any:
     os.environ.setdefault("PYNEST_QUIET", "1")
     warnings.filterwarnings("ignore", module=r"nest(\..*)?$")
     try:
-        import nest
+        nest = import_simulator("nest")
     except ImportError as error:
         raise DependencyError(f"NEST could not be imported ({error}); install it with: "
                               "pip install 'neuroscaffold[nest]'") from None

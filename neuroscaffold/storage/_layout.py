@@ -28,7 +28,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import h5py
 import numpy as np
@@ -94,20 +94,27 @@ def _short(error: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+def _check_format(file: h5py.File, path: Path) -> bool:
+    """Whether the open network file is complete; a one-line :class:`StorageError`
+    when it is not a network file this version reads."""
+    if file.attrs.get("format") != FORMAT or "configuration" not in file:
+        raise StorageError(f"{path}: not a neuroscaffold network file")
+    version = int(file.attrs.get("format_version", 0))
+    if version != FORMAT_VERSION:
+        raise StorageError(f"{path}: a network file of format version {version}; "
+                           f"this neuroscaffold reads version {FORMAT_VERSION}")
+    return bool(file.attrs.get("complete", False))
+
+
 def read_header(path: Path) -> Header:
     """The header of the network file at ``path`` (one-line errors otherwise)."""
     with open_file(path) as file:
         try:
-            if file.attrs.get("format") != FORMAT or "configuration" not in file:
-                raise StorageError(f"{path}: not a neuroscaffold network file")
-            version = int(file.attrs.get("format_version", 0))
-            if version != FORMAT_VERSION:
-                raise StorageError(f"{path}: a network file of format version {version}; "
-                                   f"this neuroscaffold reads version {FORMAT_VERSION}")
+            complete = _check_format(file, path)
             configuration = file["configuration"][()]
             parts = file.attrs.get("parts")
             folder = file.attrs.get("configuration_folder")
-            return Header(bool(file.attrs.get("complete", False)),
+            return Header(complete,
                           configuration.decode() if isinstance(configuration, bytes)
                           else str(configuration),
                           str(parts) if parts else None,
@@ -227,16 +234,33 @@ def _allocate(group: h5py.Group, name: str, shape: tuple, dtype: np.dtype):
 
 
 class NetworkFile:
-    """Read access to a complete network file (open it with ``with``)."""
+    """Read access to a complete network file (open it with ``with``).
 
-    def __init__(self, path: Path):
+    The file is opened once per ``with`` and its header checked on that handle: a
+    simulation reads a few dozen sets, and opening the file again for each check cost
+    a tenth of its connect time."""
+
+    def __init__(self, path: Path, incomplete: Callable[[], str] | None = None):
         self.path = path
+        #: what to say when the file is the stub of an unfinished network
+        self._incomplete = incomplete or (lambda: "the network is not complete")
         self._file: h5py.File | None = None
 
     def __enter__(self) -> "NetworkFile":
-        if not read_header(self.path).complete:
-            raise StorageError(f"{self.path}: the network is not complete")
-        self._file = open_file(self.path)
+        file = open_file(self.path)
+        try:
+            try:
+                complete = _check_format(file, self.path)
+            except (OSError, KeyError, ValueError, RuntimeError) as error:
+                raise DamagedFileError(f"{self.path}: a damaged network file "
+                                       f"({_short(error)})") from None
+        except BaseException:
+            file.close()
+            raise
+        if not complete:
+            file.close()
+            raise StorageError(f"{self.path}: {self._incomplete()}")
+        self._file = file
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -123,11 +123,9 @@ class HDF5Storage:
         return configuration
 
     def _finished(self) -> NetworkFile:
-        """The finished network, or a one-line error saying why there is none."""
-        header = read_header(self.path)
-        if not header.complete:
-            raise StorageError(f"{self.path}: {self.progress().describe()}")
-        return NetworkFile(self.path)
+        """The finished network (to open with ``with``), or, on entering it, a
+        one-line error saying why there is none."""
+        return NetworkFile(self.path, incomplete=lambda: self.progress().describe())
 
     # --- reading a finished network -----------------------------------------------------
 

@@ -5,6 +5,7 @@ and block size, and bad input gets one line."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -188,16 +189,22 @@ print("RESULT " + json.dumps(out), flush=True)
 """
 
 
+def _run_in_bmtk(config: dict, script: str, tmp_path: Path) -> tuple[Path, dict]:
+    """Compile ``config``, export its simulation ``basal`` and run ``script`` on it in
+    BMTK: the network and what the script printed after ``RESULT``."""
+    network = _compile(config, tmp_path / "sim.hdf5")
+    out = tmp_path / "sonata"
+    assert main(["export", str(network), "--sonata", str(out), "--simulation", "basal"]) == 0
+    result = run_script(script, None, timeout=240,
+                        args=[str(out), str(ROOT / "examples" / "sonata")], tmp_path=tmp_path)
+    result.check()
+    return network, json.loads(result.lines("RESULT ")[0])
+
+
 @pytest.mark.timeout(300)
 def test_bmtk_pointnet_runs_the_simulation_export(tmp_path):
     pytest.importorskip("bmtk")
-    network = _compile(_with_simulation(), tmp_path / "sim.hdf5")
-    out = tmp_path / "sonata"
-    assert main(["export", str(network), "--sonata", str(out), "--simulation", "basal"]) == 0
-    result = run_script(_BMTK, None, timeout=240,
-                        args=[str(out), str(ROOT / "examples" / "sonata")], tmp_path=tmp_path)
-    result.check()
-    got = json.loads(result.lines("RESULT ")[0])
+    network, got = _run_in_bmtk(_with_simulation(), _BMTK, tmp_path)
     storage = HDF5Storage(network)
     sources = [tuple(s) for s in got["source"]]
     targets = [tuple(t) for t in got["target"]]
@@ -213,9 +220,99 @@ def test_bmtk_pointnet_runs_the_simulation_export(tmp_path):
     cells = storage.count_cells("pyramidal")
     assert sorted(background) == [(i, i, 90.0, 1.0) for i in range(cells)]
     assert not made, f"connections that are not in the network: {sorted(made)}"
-    with h5py.File(out / "output" / "spikes.h5", "r") as spikes:
+    with h5py.File(tmp_path / "sonata" / "output" / "spikes.h5", "r") as spikes:
         fired = spikes["spikes/pyramidal/node_ids"][()]
     assert len(np.unique(fired)) > cells // 2  # driven cells fire
+
+
+@pytest.mark.timeout(300)
+def test_every_synapse_of_a_pair_is_made_in_bmtk(tmp_path):
+    """Two synapses per pair: the stored pairs twice, each with its synapse's weight
+    and delay (a further edge population holds the copy)."""
+    pytest.importorskip("bmtk")
+    config = _with_simulation()
+    config["simulations"]["basal"]["connection_models"]["interneuron_to_pyramidal"] = {
+        "synapses": [{"model": "static_synapse", "weight": -10.0, "delay": 2.0},
+                     {"model": "static_synapse", "weight": -4.0, "delay": 3.5}]}
+    network, got = _run_in_bmtk(config, _BMTK, tmp_path)
+    made = [(int(s[1]), int(t[1]), w, d) for s, t, w, d in zip(
+        got["source"], got["target"], got["weight"], got["delay"])
+        if (s[0], t[0]) == ("interneuron", "pyramidal")]
+    pairs, _ = HDF5Storage(network).read_connections("interneuron_to_pyramidal")
+    expected = [(int(a), int(b), w, d) for a, b in pairs for w, d in ((-10.0, 2.0), (-4.0, 3.5))]
+    assert len(pairs) and sorted(made) == sorted(expected)
+    assert (tmp_path / "sonata" / "simulation" / "edges_interneuron_to_pyramidal_synapse1.h5").exists()
+
+
+_BMTK_INPUTS = """
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from run_bmtk import run
+import nest
+network, simulator = run(sys.argv[1])
+cells = {}
+for frame in (network.gid_map.nestid2nodeid_df, network._virtual_gids.nestid2nodeid_df):
+    cells.update(zip(frame.index.tolist(), zip(frame["populations"], frame["node_ids"])))
+out = {"clamps": [], "background": []}
+for generator in nest.GetNodes({"model": "step_current_generator"}):
+    targets = nest.GetConnections(source=generator).get("target")
+    targets = [targets] if isinstance(targets, int) else targets
+    out["clamps"].append({"times": list(generator.get("amplitude_times")),
+                          "values": list(generator.get("amplitude_values")),
+                          "targets": sorted(cells[t][1] for t in targets),
+                          "populations": sorted({str(cells[t][0]) for t in targets})})
+connections = nest.GetConnections().get(["source", "target"])
+for source, target in zip(connections["source"], connections["target"]):
+    if source in cells and str(cells[source][0]) == "background":
+        out["background"].append(int(cells[target][1]))
+print("RESULT " + json.dumps(out), flush=True)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_dc_generator_and_a_sampled_poisson_input_reach_the_same_cells_in_bmtk(tmp_path):
+    """A dc_generator becomes BMTK current clamps that reach the cells when and as
+    strongly as in ``simulate``; a Poisson input with a ``fraction`` stimulates the
+    cells of its sample, the ones ``simulate`` stimulates, not every cell."""
+    pytest.importorskip("bmtk")
+    from neuroscaffold.simulation import sampled_cells
+
+    config = _with_simulation()
+    simulation = config["simulations"]["basal"]
+    simulation["cell_models"]["relay"] = {"model": "iaf_psc_alpha"}
+    simulation["devices"]["background"]["fraction"] = 0.5
+    simulation["devices"]["drive"] = {"device": "dc_generator", "amplitude": 150.0,
+                                      "weight": 2.0, "delay": 1.5, "start": 10.0, "stop": 60.0,
+                                      "targets": ["relay"]}
+    network, got = _run_in_bmtk(config, _BMTK_INPUTS, tmp_path)
+    storage = HDF5Storage(network)
+    relays, pyramidal = storage.count_cells("relay"), storage.count_cells("pyramidal")
+    (clamp,) = got["clamps"]
+    # on from 10 + 1.5 ms (minus BMTK's own one-step delay) to 60 + 1.5 ms, at 2 x 150 pA
+    assert clamp["times"] == pytest.approx([11.4, 61.4]) and clamp["values"] == [300.0, 0.0]
+    assert clamp["populations"] == ["relay"] and clamp["targets"] == list(range(relays))
+    seed = int(config.get("seed", 0) or 0)
+    expected = sampled_cells(seed, "background", "pyramidal", pyramidal, 0.5)
+    assert 0 < len(expected) < pyramidal
+    assert sorted(got["background"]) == expected.tolist()
+
+
+def test_a_dc_generator_that_starts_in_the_first_step_is_moved_in_one_warning_line(tmp_path, capsys):
+    config = _with_simulation()
+    simulation = config["simulations"]["basal"]
+    simulation["devices"]["drive"] = {"device": "dc_generator", "amplitude": 100.0,
+                                      "delay": 0.1, "targets": ["interneuron"]}
+    network = _compile(config, tmp_path / "sim.hdf5")
+    capsys.readouterr()
+    assert main(["export", str(network), "--sonata", str(tmp_path / "o"), "--simulation",
+                 "basal"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "neuroscaffold: warning: simulations.basal.devices.drive: BMTK's current clamp cannot "
+        "start within the first time step; exported to reach the cells at 0.3 ms instead of "
+        "0.1 ms"]
+    inputs = json.loads((tmp_path / "o" / "simulation_config.json").read_text())["inputs"]
+    assert inputs["drive"]["delay"] == pytest.approx(0.2)
+    assert inputs["drive"]["node_set"] == {"population": "interneuron"}
 
 
 def test_exporting_imports_no_simulator(networks, tmp_path):
@@ -246,6 +343,33 @@ def test_an_existing_directory_is_replaced_only_with_force(networks, tmp_path, c
     assert main(["export", str(networks["small"]), "--sonata", str(out), "--force"]) == 0
     assert not (out / "mine.txt").exists() and (out / "circuit_config.json").exists()
     assert not list(tmp_path.glob(".out.*"))  # no staging or old directory left
+
+
+def test_an_export_killed_outright_leaves_nothing_the_next_export_keeps(networks, tmp_path):
+    """SIGKILL gives no chance to clean up: the staging directory of the killed export
+    stays, until the next export of that directory removes it. The working directory
+    of a running export, or of another host's, is never touched."""
+    import socket
+    import subprocess
+
+    out = tmp_path / "out"
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "import os; print(os.getpid())"],
+                            stdout=subprocess.PIPE, text=True)
+    dead_pid = int(dead.communicate(timeout=30)[0])  # a process that ended
+    killed = tmp_path / f".out.export-{host}-{dead_pid}"
+    (killed / "network").mkdir(parents=True)
+    half = tmp_path / f".out.old-{host}-{dead_pid}"
+    half.mkdir()
+    live = tmp_path / f".out.export-{host}-{os.getppid()}"  # a process that runs
+    other_host = tmp_path / f".out.export-{host}x-{dead_pid}"
+    mine = tmp_path / ".out.notes"  # not ours at all
+    for kept in (live, other_host, mine):
+        kept.mkdir()
+    export_sonata(networks["small"], out)
+    assert not killed.exists() and not half.exists()
+    assert live.exists() and other_host.exists() and mine.exists()
+    assert (out / "circuit_config.json").exists()
 
 
 def test_the_directory_of_the_network_itself_is_refused(networks, tmp_path, capsys):
