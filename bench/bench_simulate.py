@@ -4,6 +4,7 @@ Run it from anywhere (it compiles the networks and launches the simulations itse
 
     .venv/bin/python bench/bench_simulate.py                        # 1x and 4x, every row
     .venv/bin/python bench/bench_simulate.py --sizes 1 --rows neuron-1 neuron-2
+    .venv/bin/python bench/bench_simulate.py --sizes 1 --rows bsb  # the reference only
 
 Sizes as ``bench/bench_compile.py`` makes them (the example, 400 x 400 µm, and 4x,
 800 x 800 µm); a ``simulations:`` section is added to a copy of the example: every cell
@@ -13,8 +14,9 @@ Poisson background into the granule cells, and spike recorders on every cell typ
 tenth of the granule cells, as in the example: NEST keeps 32 KB per recorded cell).
 Each granule cell excites weakly (its targets receive thousands of them).
 
-Rows: NEST at 1 and 2 threads, NEURON serially and under ``mpiexec -n 2``. Each row is
-two runs in fresh processes, one simulating 100 ms and one 1,000 ms; the build figures
+Rows: NEST at 1 and 2 threads, NEURON serially and under ``mpiexec -n 2``, and the
+reference framework (``bsb``, below). Each of ours is two runs in fresh processes, one
+simulating 100 ms and one 1,000 ms; the build figures
 are from the 100 ms run. Columns: time to read the network, create the cells, connect
 (stored pairs), add the devices (stimuli and recorders), simulate 100 ms and 1,000 ms, peak RSS per rank
 (``VmHWM``, of the 1,000 ms run), and the connections (pairs and devices) made per rank.
@@ -28,9 +30,25 @@ reference's 21.7 s: at most 7.2 s and 4.3 s); NEURON at -n 2 against serial
 (simulation at least 1.8x faster, peak RSS per rank at most 0.6x). On a loaded machine
 the CPU seconds are the steadier figure.
 
-The reference framework (BSB 8.0.2 with bsb-nest 8.0.2) would go in a throw-away
-virtual environment under /tmp, never a dependency; it needs the network rebuilt in
-BSB's own storage, which this bench does not do: its row says so and is skipped.
+The reference row (``--rows bsb``; ``bench/bsb_reference.py`` does its steps): BSB
+8.0.2 with bsb-nest 8.0.2 and nest-simulator 3.10.0 in a throw-away virtual
+environment under /tmp (``--bsb-venv``; made on first use, never a dependency: if it
+does not install, the row says why in one line and the bench goes on). The compiled
+network is rebuilt in BSB's own HDF5 storage with BSB's public API (positions chunk by
+chunk, the stored pairs of every set) and read back: the row's comment says whether it
+is ours cell for cell (positions and pairs). The example's ``basal_activity`` becomes a
+BSB ``simulations:`` entry (``constants``, ``synapses: [...]``, ``targetting:``; the
+tenth of the granule cells recorded is ours, by id), at ``threads: 1`` and ``2`` (BSB
+accepts ``threads:`` and never applies it). Its table row is one run with bsb-nest's
+steps timed (read: imports, opening the network and the adapter's setup; no 1,000 ms
+run). Then, for 1 and 2 threads, the whole ``neuroscaffold simulate`` and the whole
+``bsb simulate`` (interpreter start to exit, result file written) back to back on the
+same load (``--repeats`` pairs, best of each), wall and CPU seconds and peak RSS, against
+the targets (ours at least 3x faster at 1 thread, 5x at 2 threads); the same at one
+thread with BSB's Poisson generators made NEST ``poisson_generator_ps``, as ours are
+(what that choice is worth); and the firing rates of both 1-thread runs per cell type
+(the same network and devices should fire alike, not spike for spike). It works at 4x
+too (the rebuild then takes minutes).
 """
 
 from __future__ import annotations
@@ -288,6 +306,8 @@ def _reference(network: Path, factor: int, folder: Path, venv: Path, repeats: in
           f"{cells:,} cells, {pairs:,} pairs, "
           + ("the same as ours cell for cell" if not check["problems"] else
              "NOT the same as ours: " + "; ".join(check["problems"]))
+          + "".join(f"; {name}: {count:,} repeated pairs (BSB connects each pair once, with "
+                    "the summed weight)" for name, count in check["duplicates"].items() if count)
           + " -->", flush=True)
     # the table's row: one run with bsb-nest's steps timed (the 1,000 ms run is not
     # made: it would cost ten times the 100 ms simulation again, for a target that
@@ -321,6 +341,14 @@ def _reference(network: Path, factor: int, folder: Path, venv: Path, repeats: in
                    f"vs `neuroscaffold simulate` {wall:.2f} s ({cpu:.2f} s CPU, {rss:,.0f} MB): "
                    f"{bwall / max(wall, 1e-9):.2f}x faster, {bcpu / max(cpu, 1e-9):.2f}x in CPU "
                    f"seconds (target >= {goal}x; load {os.getloadavg()[0]:.1f})")
+        if threads == 1:  # what NEST's poisson_generator_ps (as ours uses it) is worth to BSB
+            pwall, pcpu, _ = _timed([str(python.parent / "bsb"), "simulate", str(root), names[0],
+                                     "-o", str(folder / "bsb-out-ps"), "--exists"], folder,
+                                    env=env, cwd=folder)
+            out.append(f"{factor}x the same with BSB's poisson_generator devices made NEST "
+                       f"poisson_generator_ps ones (as ours makes them): `bsb simulate` "
+                       f"{pwall:.2f} s ({pcpu:.2f} s CPU): ours {pwall / max(wall, 1e-9):.2f}x faster, "
+                       f"{pcpu / max(cpu, 1e-9):.2f}x in CPU seconds")
     out.append(_activity(python, folder, recorded, env))
     return out
 
