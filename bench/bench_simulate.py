@@ -1,4 +1,4 @@
-"""Benchmark: simulate the example network (1x and 4x) in NEST and NEURON.
+"""Benchmark: simulate the example network (1x and 4x) in NEST and NEURON, and in BSB 8.0.2.
 
 Run it from anywhere (it compiles the networks and launches the simulations itself)::
 
