@@ -1,9 +1,10 @@
-"""Benchmark: simulate the example network (1x and 4x) in NEST and NEURON.
+"""Benchmark: simulate the example network (1x and 4x) in NEST and NEURON, and in BSB 8.0.2.
 
 Run it from anywhere (it compiles the networks and launches the simulations itself)::
 
     .venv/bin/python bench/bench_simulate.py                        # 1x and 4x, every row
     .venv/bin/python bench/bench_simulate.py --sizes 1 --rows neuron-1 neuron-2
+    .venv/bin/python bench/bench_simulate.py --sizes 1 --rows bsb  # the reference only
 
 Sizes as ``bench/bench_compile.py`` makes them (the example, 400 x 400 µm, and 4x,
 800 x 800 µm); a ``simulations:`` section is added to a copy of the example: every cell
@@ -13,8 +14,9 @@ Poisson background into the granule cells, and spike recorders on every cell typ
 tenth of the granule cells, as in the example: NEST keeps 32 KB per recorded cell).
 Each granule cell excites weakly (its targets receive thousands of them).
 
-Rows: NEST at 1 and 2 threads, NEURON serially and under ``mpiexec -n 2``. Each row is
-two runs in fresh processes, one simulating 100 ms and one 1,000 ms; the build figures
+Rows: NEST at 1 and 2 threads, NEURON serially and under ``mpiexec -n 2``, and the
+reference framework (``bsb``, below). Each of ours is two runs in fresh processes, one
+simulating 100 ms and one 1,000 ms; the build figures
 are from the 100 ms run. Columns: time to read the network, create the cells, connect
 (stored pairs), add the devices (stimuli and recorders), simulate 100 ms and 1,000 ms, peak RSS per rank
 (``VmHWM``, of the 1,000 ms run), and the connections (pairs and devices) made per rank.
@@ -28,9 +30,25 @@ reference's 21.7 s: at most 7.2 s and 4.3 s); NEURON at -n 2 against serial
 (simulation at least 1.8x faster, peak RSS per rank at most 0.6x). On a loaded machine
 the CPU seconds are the steadier figure.
 
-The reference framework (BSB 8.0.2 with bsb-nest 8.0.2) would go in a throw-away
-virtual environment under /tmp, never a dependency; it needs the network rebuilt in
-BSB's own storage, which this bench does not do: its row says so and is skipped.
+The reference row (``--rows bsb``; ``bench/bsb_reference.py`` does its steps): BSB
+8.0.2 with bsb-nest 8.0.2 and nest-simulator 3.10.0 in a throw-away virtual
+environment under /tmp (``--bsb-venv``; made on first use, never a dependency: if it
+does not install, the row says why in one line and the bench goes on). The compiled
+network is rebuilt in BSB's own HDF5 storage with BSB's public API (positions chunk by
+chunk, the stored pairs of every set) and read back: the row's comment says whether it
+is ours cell for cell (positions and pairs). The example's ``basal_activity`` becomes a
+BSB ``simulations:`` entry (``constants``, ``synapses: [...]``, ``targetting:``; the
+tenth of the granule cells recorded is ours, by id), at ``threads: 1`` and ``2`` (BSB
+accepts ``threads:`` and never applies it). Its table row is one run with bsb-nest's
+steps timed (read: imports, opening the network and the adapter's setup; no 1,000 ms
+run). Then, for 1 and 2 threads, the whole ``neuroscaffold simulate`` and the whole
+``bsb simulate`` (interpreter start to exit, result file written) back to back on the
+same load (``--repeats`` pairs, best of each), wall and CPU seconds and peak RSS, against
+the targets (ours at least 3x faster at 1 thread, 5x at 2 threads); the same at one
+thread with BSB's Poisson generators made NEST ``poisson_generator_ps``, as ours are
+(what that choice is worth); and the firing rates of both 1-thread runs per cell type
+(the same network and devices should fire alike, not spike for spike). It works at 4x
+too (the rebuild then takes minutes).
 """
 
 from __future__ import annotations
@@ -38,19 +56,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bsb_reference  # noqa: E402  (beside this file: the BSB steps)
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "cerebellum.yaml"
 SIZES = {1: (400, 400), 4: (800, 800)}
-ROWS = ("nest-1", "nest-2", "neuron-1", "neuron-2")
+ROWS = ("nest-1", "nest-2", "neuron-1", "neuron-2", "bsb")
+#: the reference row's label
+BSB = "BSB 8.0.2 + bsb-nest 8.0.2"
+#: the example's simulation for the whole command, as `_config` names it (1 thread)
+EXAMPLE_100 = "example_100_1"
 INHIBITORY = ("golgi", "stellate", "basket")
 
 #: one simulation in a fresh process: prints a JSON line per rank
@@ -181,20 +206,33 @@ def _run(code: str, args: list[str], ranks: int, folder: Path) -> list[dict]:
     return sorted(lines, key=lambda line: line.get("rank", 0))
 
 
-def _command(network: Path, simulation: str, folder: Path) -> tuple[float, float]:
-    """The wall and CPU seconds of the whole `neuroscaffold simulate` command, from the
-    interpreter's start to its exit (the spike file written)."""
-    cpu = _children_cpu()
+def _command(network: Path, simulation: str, folder: Path) -> tuple[float, float, float]:
+    """The wall and CPU seconds and the peak RSS (MB) of the whole `neuroscaffold
+    simulate` command, from the interpreter's start to its exit (the spike file
+    written)."""
+    return _timed([sys.executable, "-m", "neuroscaffold", "simulate", str(network), simulation,
+                   "-o", str(folder / f"{simulation}.spikes.h5"), "-q"], folder, env=_env())
+
+
+def _timed(command: list[str], folder: Path, timeout: float = 3600, **options) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system, with the processes it waited for) and
+    peak RSS (MB) of one command, from this child's own resource usage (``wait4``)."""
+    log = folder / "command.log"
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "neuroscaffold", "simulate", str(network), simulation,
-                    "-o", str(folder / f"{simulation}.spikes.h5"), "-q"], check=True, env=_env(), timeout=3600,
-                   stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started, _children_cpu() - cpu
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    with open(log, "w") as errors:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, **options)
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n"
+                         + log.read_text()[-3000:])
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def _objects(text: str) -> list[dict]:
@@ -240,6 +278,106 @@ def _row(network: Path, row: str, folder: Path) -> dict:
             "wall": max(r["wall"] for r in long)}
 
 
+def _reference(network: Path, factor: int, folder: Path, venv: Path, repeats: int) -> list[str]:
+    """The reference rows: our network rebuilt in BSB's storage (checked cell for cell),
+    one instrumented BSB run for the table, then the whole `bsb simulate` and
+    `neuroscaffold simulate` commands back to back at 1 and 2 threads. Prints the table
+    row and returns the target lines (or one line that says why it was skipped)."""
+    python = bsb_reference.bsb_python(venv)
+    if isinstance(python, str):
+        print(f"| {factor}x | {BSB} | skipped: {python} ||||||||", flush=True)
+        return [f"{factor}x side by side with {BSB}: skipped ({python})"]
+    npz, config, names, recorded = bsb_reference.export(network, EXAMPLE_100, folder, 100.0)
+    root = folder / f"bsb-{factor}x.hdf5"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    started = time.perf_counter()
+    built = subprocess.run([str(python), bsb_reference.__file__, "build", str(npz), str(config),
+                            str(root)], capture_output=True, text=True, timeout=7200, env=env,
+                           cwd=folder)
+    summary = _objects(built.stdout)
+    if built.returncode != 0 or not summary:
+        last = (built.stderr.strip().splitlines() or ["(no output)"])[-1]
+        print(f"| {factor}x | {BSB} | skipped: the network could not be rebuilt in BSB's "
+              f"storage: {last} ||||||||", flush=True)
+        return [f"{factor}x side by side with {BSB}: skipped (rebuild failed: {last})"]
+    check = summary[-1]
+    cells, pairs = sum(check["cells"].values()), sum(check["pairs"].values())
+    print(f"<!-- {factor}x rebuilt in BSB's storage in {time.perf_counter() - started:.1f} s: "
+          f"{cells:,} cells, {pairs:,} pairs, "
+          + ("the same as ours cell for cell" if not check["problems"] else
+             "NOT the same as ours: " + "; ".join(check["problems"]))
+          + "".join(f"; {name}: {count:,} repeated pairs (BSB connects each pair once, with "
+                    "the summed weight)" for name, count in check["duplicates"].items() if count)
+          + " -->", flush=True)
+    # the table's row: one run with bsb-nest's steps timed (the 1,000 ms run is not
+    # made: it would cost ten times the 100 ms simulation again, for a target that
+    # concerns 100 ms)
+    phases = folder / "bsb_phases.py"
+    phases.write_text(bsb_reference.PHASES)
+    done = subprocess.run([str(python), str(phases), str(root), names[1],
+                           str(folder / "phases.nio")], capture_output=True, text=True,
+                          timeout=3600, env=env, cwd=folder)
+    lines = _objects(done.stdout)
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"the instrumented BSB run failed:\n{done.stderr[-3000:]}")
+    r, t = lines[-1], lines[-1]["timings"]
+    print(f"| {factor}x | {BSB}, 1 thread | {t['read']:.2f} | {t['cells']:.2f} | "
+          f"{t['connect']:.2f} | {t['devices']:.2f} | {t['simulate']:.2f} | not run | "
+          f"{r['rss_mb']:,.0f} | {r.get('connections', 0):,} |", flush=True)
+    out = [f"{factor}x {BSB} (1 thread, 100 ms, one instrumented run): connect {t['connect']:.2f} s, "
+           f"{r['wall']:.2f} s from its imports to the result file, peak RSS {r['rss_mb']:,.0f} MB"]
+    for threads in (1, 2):
+        ours: list[tuple[float, float, float]] = []
+        theirs: list[tuple[float, float, float]] = []
+        for _ in range(max(1, repeats)):  # back to back, on the same load
+            ours.append(_command(network, f"example_100_{threads}", folder))
+            output = folder / f"bsb-out-{threads}"
+            theirs.append(_timed([str(python.parent / "bsb"), "simulate", str(root), names[threads],
+                                  "-o", str(output), "--exists"], folder, env=env, cwd=folder))
+        (wall, cpu, rss), (bwall, bcpu, brss) = min(ours), min(theirs)
+        goal = 3 if threads == 1 else 5
+        out.append(f"{factor}x whole simulate of the example for 100 ms at {threads} thread(s), "
+                   f"side by side: `bsb simulate` {bwall:.2f} s ({bcpu:.2f} s CPU, {brss:,.0f} MB) "
+                   f"vs `neuroscaffold simulate` {wall:.2f} s ({cpu:.2f} s CPU, {rss:,.0f} MB): "
+                   f"{bwall / max(wall, 1e-9):.2f}x faster, {bcpu / max(cpu, 1e-9):.2f}x in CPU "
+                   f"seconds (target >= {goal}x; load {os.getloadavg()[0]:.1f})")
+        if threads == 1:  # what NEST's poisson_generator_ps (as ours uses it) is worth to BSB
+            pwall, pcpu, _ = _timed([str(python.parent / "bsb"), "simulate", str(root), names[0],
+                                     "-o", str(folder / "bsb-out-ps"), "--exists"], folder,
+                                    env=env, cwd=folder)
+            out.append(f"{factor}x the same with BSB's poisson_generator devices made NEST "
+                       f"poisson_generator_ps ones (as ours makes them): `bsb simulate` "
+                       f"{pwall:.2f} s ({pcpu:.2f} s CPU): ours {pwall / max(wall, 1e-9):.2f}x faster, "
+                       f"{pcpu / max(cpu, 1e-9):.2f}x in CPU seconds")
+    out.append(_activity(python, folder, recorded, env))
+    return out
+
+
+def _activity(python: Path, folder: Path, recorded: dict[str, int], env: dict[str, str]) -> str:
+    """Spikes per recorded cell per second, ours against BSB's, of the 1-thread runs:
+    the same network and devices should give about the same rates (not the same
+    spikes: the random streams differ)."""
+    import h5py
+
+    rates = folder / "bsb_rates.py"
+    rates.write_text(bsb_reference.RATES)
+    results = sorted((folder / "bsb-out-1").glob("*.nio"), key=lambda path: path.stat().st_mtime)
+    done = subprocess.run([str(python), str(rates), str(results[-1])], capture_output=True,
+                          text=True, timeout=600, env=env, cwd=folder) if results else None
+    if done is None or done.returncode != 0 or not _objects(done.stdout):
+        return "activity: BSB's result file could not be read"
+    theirs = _objects(done.stdout)[-1]
+    parts = []
+    with h5py.File(folder / "example_100_1.spikes.h5", "r") as spikes:
+        for cell_type, cells in recorded.items():
+            mine = len(spikes[f"spikes/{cell_type}/timestamps"]) / max(cells, 1) / 0.1
+            count = theirs["cells"].get(cell_type, 0)
+            other = theirs["spikes"].get(cell_type, 0) / max(count, 1) / 0.1
+            parts.append(f"{cell_type} {mine:.1f} vs {other:.1f}"
+                         + ("" if count == cells else f" ({count:,} cells recorded, ours {cells:,})"))
+    return "activity of the 1-thread runs, Hz per recorded cell, ours vs BSB's: " + ", ".join(parts)
+
+
 def _build(row: dict) -> float:
     return row["cells"] + row["connect"] + row["devices"]
 
@@ -247,7 +385,14 @@ def _build(row: dict) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4], choices=sorted(SIZES))
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS,
+                        help="bsb: the reference framework's row and the whole simulate "
+                             "command side by side with it")
+    parser.add_argument("--bsb-venv", type=Path, default=Path("/tmp/neuroscaffold-bench-bsb"),
+                        help="the throw-away venv of the reference (made on first use)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="side-by-side pairs of whole commands per thread count (the "
+                             "best of each side is reported)")
     args = parser.parse_args(argv)
     _bytecode()
     with tempfile.TemporaryDirectory(prefix="ns-bench-sim-") as tmp:
@@ -264,14 +409,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"<!-- {factor}x compiled in {time.perf_counter() - started:.1f} s -->",
                   flush=True)
             results = {}
-            for row in args.rows:
+            for row in (row for row in args.rows if row != "bsb"):
                 r = results[row] = _row(network, row, folder)
                 print(f"| {factor}x | {row} | {r['read']:.2f} | {r['cells']:.2f} | "
                       f"{r['connect']:.2f} | {r['devices']:.2f} | {r['sim100']:.2f} | {r['sim1000']:.2f} | "
                       + " + ".join(f"{v:,.0f}" for v in r["rss"]) + " | "
                       + " + ".join(f"{v:,}" for v in r["connections"]) + " |", flush=True)
-            print(f"| {factor}x | BSB 8.0.2 + bsb-nest | skipped: needs the network rebuilt in "
-                  "BSB's storage (not done by this bench) ||||||||", flush=True)
+            if "bsb" in args.rows:
+                targets += _reference(network, factor, folder, args.bsb_venv, args.repeats)
             if "nest-1" in results:
                 a = _run(ARRAYS, [str(network), "nest_100"], 1, folder)[0]
                 ours, bare = a["ours_cells"] + a["ours_connect"], a["cells"] + a["connect"]
@@ -285,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
                     "(best of 3 in one process)")
             for threads in (1, 2):
                 if f"nest-{threads}" in results:
-                    whole, cpu = _command(network, f"example_100_{threads}", folder)
+                    whole, cpu, _ = _command(network, f"example_100_{threads}", folder)
                     targets.append(f"{factor}x `neuroscaffold simulate` of the example's "
                                    f"basal_activity for 100 ms at {threads} thread(s): "
                                    f"{whole:.2f} s ({cpu:.2f} s of CPU; target "
