@@ -70,11 +70,14 @@ class SimulationExport:
     cells: list[NodeSet]  #: the simulated cell types' populations
     sets: list[EdgeSet]  #: the simulated connection sets
     nodes: list[NodeSet] = field(default_factory=list)  #: virtual populations (devices)
-    edges: list[EdgeSet] = field(default_factory=list)  #: devices' edges and the copies
-    #: the stored pairs again, once per further synapse of a connection model
-    copies: list[EdgeSet] = field(default_factory=list)
+    #: the devices' edges, and the copies: the stored pairs again, once per further
+    #: synapse of a connection model (a SONATA edge has one type)
+    edges: list[EdgeSet] = field(default_factory=list)
     #: edge population of a copy -> (its connection set, the synapse's number)
     synapse_of: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def copies(self) -> list[EdgeSet]:
+        return [edge_set for edge_set in self.edges if edge_set.name in self.synapse_of]
 
     def devices_edges(self) -> list[EdgeSet]:
         """The edges from the devices' virtual populations."""
@@ -152,12 +155,12 @@ def plan_simulation(storage: HDF5Storage, name: str, nodes: list[NodeSet],
     node_type, edge_type = len(nodes), len(edges)
     for edge_set in sets:  # a SONATA edge has one type: a population per further synapse
         for number in range(1, len(simulation.connection_models[edge_set.name].synapse_list())):
-            plan.copies.append(EdgeSet(
+            copy = EdgeSet(
                 f"{edge_set.name}_synapse{number}", edge_set.pre, edge_set.post,
                 edge_set.count, edge_type, edge_set.pre_count, edge_set.post_count,
-                stored=edge_set.name, folder=FOLDER))
-            plan.edges.append(plan.copies[-1])
-            plan.synapse_of[plan.copies[-1].name] = (edge_set.name, number)
+                stored=edge_set.name, folder=FOLDER)
+            plan.edges.append(copy)
+            plan.synapse_of[copy.name] = (edge_set.name, number)
             edge_type += 1
     for device_name, device in simulation.devices.items():
         targets = device.target_types()
@@ -223,7 +226,7 @@ def write_simulation(staging: Path, storage: HDF5Storage, plan: SimulationExport
     write_table(folder / "virtual_node_types.csv", ["node_type_id", "pop_name", "model_type"],
                 [[n.type_id, n.name, "virtual"] for n in plan.nodes])
     rows = []
-    for edge_set in [*plan.sets, *plan.copies]:  # the copies are written with the edges
+    for edge_set in [*plan.sets, *plan.copies()]:  # the copies are written with the edges
         set_name, number = plan.synapse_of.get(edge_set.name, (edge_set.name, 0))
         synapse = simulation.connection_models[set_name].synapse_list()[number]
         parameters = dict(synapse.model_parameters())

@@ -31,7 +31,7 @@ from ._columns import Column, ColumnWriter, allocate, plain_group
 from ._index import (Buckets, RunCounter, RunSpiller, blocks_with_previous, write_bucket,
                      write_lookup)
 
-__all__ = ["EdgeSet", "NodeSet", "export_sonata", "remove_abandoned", "CIRCUIT_CONFIG"]
+__all__ = ["EdgeSet", "NodeSet", "export_sonata", "CIRCUIT_CONFIG"]
 
 T = TypeVar("T")
 
@@ -476,14 +476,12 @@ def remove_abandoned(directory: Path) -> list[Path]:
 
 
 def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
-        return True
+        pass
     return True
 
 

@@ -249,11 +249,11 @@ class NetworkFile:
     def __enter__(self) -> "NetworkFile":
         file = open_file(self.path)
         try:
-            try:
-                complete = _check_format(file, self.path)
-            except (OSError, KeyError, ValueError, RuntimeError) as error:
-                raise DamagedFileError(f"{self.path}: a damaged network file "
-                                       f"({_short(error)})") from None
+            complete = _check_format(file, self.path)
+        except (OSError, KeyError, ValueError, RuntimeError) as error:
+            file.close()
+            raise DamagedFileError(f"{self.path}: a damaged network file "
+                                   f"({_short(error)})") from None
         except BaseException:
             file.close()
             raise
