@@ -84,10 +84,10 @@ def _patched(owner, **values):
             setattr(owner, name, value)
 
 
-def _run(world, roles, hook, main_executes=True):
+def _run(world, roles, hook, main_executes=True, all_granted=False):
     """Run one job per role (tag = index; a role ``slow`` is a ``slow_marked`` job) with
     ``hook`` wrapped around the main rank's stall detection; return (jobs, runs) on the
-    main rank."""
+    main rank. ``all_granted``: every batch comes granted with it (none is claimed)."""
     folder = world.tmp_path
     if world.main:
         folder.mkdir(parents=True, exist_ok=True)
@@ -100,6 +100,8 @@ def _run(world, roles, hook, main_executes=True):
         hook(self, found["jobs"], folder, original)
 
     fast = dict(_OVERRUN_MIN=0.5, _STALL_CHECK_EVERY=0.05)
+    if all_granted:
+        fast["_GRANTED_SECONDS"] = float("inf")
     with _patched(_dispatch, **fast), _patched(_dispatch._Dispatcher, look_for_stalls=look_for_stalls):
         pool = world.network.create_job_pool(quiet=True, main_executes=main_executes)
         with pool:
@@ -126,7 +128,13 @@ def _check_once(jobs, runs) -> None:
 
 def _take_back_after_the_next_start(self, jobs, folder, original):
     """The moment that used to run a job twice: the stuck job ends and the one behind
-    it starts on its rank, just as the main rank decides to take it back."""
+    it starts on its rank, just as the main rank decides to take it back.
+
+    Only a job granted before the stuck one ended can start unheard: one in a batch
+    its rank must claim after that waits for the grant of a main rank that is waiting
+    here (and once granted, the main rank has heard the stuck job end, so it takes
+    nothing back). Hence ``all_granted`` in the tests below: whether a batch comes
+    granted otherwise depends on what the main rank had measured when it sent it."""
     stuck = next((job for job in jobs if job.name.endswith("stuck")), None)
     if stuck is not None and not (folder / "release").exists():
         for target in self.targets:
@@ -134,6 +142,7 @@ def _take_back_after_the_next_start(self, jobs, folder, original):
             if (len(queue) >= 2 and queue[0] is stuck and stuck.status is JobStatus.RUNNING
                     and time.time() - stuck.started_at > _dispatch._OVERRUN_MIN):
                 behind = queue[1]
+                assert not any(behind.id in ids for ids in target.unclaimed.values())
                 (folder / "release").touch()
                 # It has started there; the main rank has not heard it yet.
                 assert _wait_for(folder / f"started-{jobs.index(behind)}")
@@ -152,7 +161,7 @@ def test_a_job_taken_back_as_it_starts_runs_once(world):
     # (the dispatcher put it back without waiting for the answer).
     roles = ["stuck"] + ["plain"] * 11
     jobs, runs = _run(world, roles, _take_back_after_the_next_start,
-                      main_executes=world.size == 1)
+                      main_executes=world.size == 1, all_granted=True)
     if world.main:
         _check_once(jobs, runs)
         assert (world.tmp_path / "sent").exists()  # the moment was reached
@@ -164,7 +173,8 @@ def test_a_job_the_main_ranks_thread_took_runs_once(world):
     # dispatcher takes it back; that job went to another rank as well. Each other rank
     # takes two jobs first, so the main rank's thread gets the stuck one.
     roles = ["plain"] * (2 * world.size - 2) + ["stuck"] + ["plain"] * 3
-    jobs, runs = _run(world, roles, _take_back_after_the_next_start, main_executes=True)
+    jobs, runs = _run(world, roles, _take_back_after_the_next_start, main_executes=True,
+                      all_granted=True)
     if world.main:
         _check_once(jobs, runs)
         assert jobs[roles.index("stuck")].rank == 0
