@@ -8,7 +8,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
@@ -104,14 +103,17 @@ def test_a_stopped_pool_does_not_say_finished():
                                   "0 running, 3 s elapsed")
 
 
-def test_an_unwritable_trace_fails_before_the_compile(capsys, tmp_path, config_file):
+def test_an_unwritable_trace_fails_before_the_compile(capsys, tmp_path, config_file, monkeypatch):
+    from neuroscaffold.network import Network
+
+    compiled = []
+    monkeypatch.setattr(Network, "compile", lambda self, **kwargs: compiled.append(kwargs))
     out_file = tmp_path / "o.hdf5"
     trace = tmp_path / "no" / "dir" / "t.json"
-    start = time.perf_counter()
     assert main(["compile", str(config_file), "-o", str(out_file), "-q", "--trace", str(trace)]) == 1
     assert capsys.readouterr().err == (f"neuroscaffold: error: --trace {trace}: cannot write "
                                        "there (no such file or directory)\n")
-    assert not out_file.exists() and time.perf_counter() - start < 2
+    assert not compiled and not out_file.exists()
 
 
 @pytest.mark.mpi
@@ -161,12 +163,11 @@ BOMB = "a: &a [" + ",".join(["lol"] * 9) + "]\n" + "".join(
            "refusing to expand them"),
     ("a: &a [1, *a]\n", r"a\.1: recursive YAML alias \(a value that contains itself\)"),
 ])
+@pytest.mark.timeout(60)  # expanding the bomb (9**9 values) would never end
 def test_yaml_alias_bombs_are_refused_fast(capsys, tmp_path, text, message):
     config = tmp_path / "bomb.yaml"
     config.write_text(text)
-    start = time.perf_counter()
     assert main(["compile", str(config), "--dry-run"]) == 1
-    assert time.perf_counter() - start < 5
     assert re.fullmatch(f"neuroscaffold: error: {re.escape(str(config))}: {message}\n",
                         capsys.readouterr().err)
 

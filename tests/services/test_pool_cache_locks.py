@@ -32,12 +32,23 @@ def test_freeing_never_waits_on_a_computation(store):
     thread.start()
     while busy.computed == 0:
         time.sleep(0.001)
-    started = time.monotonic()
-    store.free(other.get_node_name())  # the old store-wide lock made this wait for busy
-    store.free(busy.get_node_name())
-    assert store.keys() == set()
-    assert time.monotonic() - started < 0.5
+    # The old store-wide lock made freeing wait for busy, which waits for the gate:
+    # freeing must end while the gate is still shut.
+    freed = threading.Event()
+
+    def free_both():
+        store.free(other.get_node_name())
+        store.free(busy.get_node_name())
+        freed.set()
+
+    freeing = threading.Thread(target=free_both, daemon=True)
+    freeing.start()
+    ended = freed.wait(10)
+    left = store.keys()
     gate.set()
+    freeing.join(5)
+    assert ended, "freeing waited on a computation"
+    assert left == set()
     thread.join(5)
     assert not thread.is_alive()
 

@@ -8,7 +8,6 @@ and events, never with sleeps.
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -186,23 +185,34 @@ def test_a_job_depending_on_an_already_failed_job_is_cancelled_at_once(world):
 
 @mpi_matrix(1, 2, 3, 4, timeout=60)
 def test_every_job_of_b_after_every_job_of_a_with_2000_each(world):
+    # Every job of b waits on one shared group of a's jobs: 2000 + 2000 links, not the
+    # 2000 x 2000 of one link per pair (what that costs is bench_pool's to measure).
+    from neuroscaffold.services.pool import _ledger
+
     a = Node(world.network, "many_a", jobs=2000, work=nothing)
     b = Node(world.network, "many_b", jobs=2000, depends_on=[a], work=nothing)
-    start = time.perf_counter()
-    with world.network.create_job_pool(quiet=True) as pool:
-        if world.main:
-            a.queue(pool)
-            shared = pool.get_submissions_of(a)
-            assert shared is pool.get_submissions_of(a)  # one sequence object for every job
-            b.queue(pool)  # each of b's jobs gets that same tuple as deps
-        pool.execute()
-    elapsed = time.perf_counter() - start
-    assert elapsed < 20.0, f"4000 jobs with 2000x2000 dependencies took {elapsed:.1f} s"
+    links = []
+    real = _ledger.Ledger._add_dep
+
+    def counted(node, dep):
+        links.append(None)
+        return real(node, dep)
+
+    _ledger.Ledger._add_dep = staticmethod(counted)
+    try:
+        with world.network.create_job_pool(quiet=True) as pool:
+            if world.main:
+                a.queue(pool)
+                shared = pool.get_submissions_of(a)
+                assert shared is pool.get_submissions_of(a)  # one sequence object for every job
+                b.queue(pool)  # each of b's jobs gets that same tuple as deps
+            pool.execute()
+    finally:
+        _ledger.Ledger._add_dep = staticmethod(real)
     if not world.main:
         return
     jobs_a, jobs_b = pool.get_submissions_of(a), pool.get_submissions_of(b)
     assert all(job.deps is jobs_a for job in jobs_b)
     assert all(job.status is SUCCESS for job in pool.jobs) and len(pool.jobs) == 4000
     assert max(job.ended_at for job in jobs_a) <= min(job.started_at for job in jobs_b)
-    if world.size == 1:
-        assert elapsed < 5.0, f"4000 jobs with 2000x2000 dependencies took {elapsed:.1f} s"
+    assert 2000 <= len(links) <= 4000, f"{len(links)} dependency links for 2000 x 2000 jobs"
