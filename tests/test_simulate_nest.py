@@ -78,8 +78,8 @@ def edited(path: str, value) -> dict:
     *parents, last = path.split(".")
     item = simulation
     for key in parents:
-        item = item[key]
-    item[last] = value
+        item = item[int(key)] if isinstance(item, list) else item[key]
+    item[int(last) if isinstance(item, list) else last] = value
     return simulation
 
 
@@ -335,12 +335,28 @@ def _with_config(tmp_path, simulation) -> str:
     ("cell_models.pyramidal.parameters", {"global_id": 3},
      "simulations.activity.cell_models.pyramidal.parameters: NEST's iaf_psc_alpha does not let "
      "'global_id' be set (read-only)"),
+    # Each line names the key as the user wrote it: flat keys on the connection model,
+    # items of a `synapses:` list by index, BSB's `constants`, a device-level `rate`.
     ("connection_models.pyramidal_to_interneuron.synapse", "static_synapes",
-     "simulations.activity.connection_models.pyramidal_to_interneuron.synapse.model: NEST has "
+     "simulations.activity.connection_models.pyramidal_to_interneuron.synapse: NEST has "
      "no synapse model 'static_synapes' (did you mean 'static_synapse'?)"),
     ("connection_models.pyramidal_to_interneuron.delay", 0.01,
-     "simulations.activity.connection_models.pyramidal_to_interneuron.synapse.delay: the "
+     "simulations.activity.connection_models.pyramidal_to_interneuron.delay: the "
      "delay 0.01 ms is shorter than the resolution 0.1 ms"),
+    ("connection_models.pyramidal_to_interneuron.parameters", {"wieght": 1.0},
+     "simulations.activity.connection_models.pyramidal_to_interneuron.parameters.wieght: "
+     "NEST's static_synapse has no parameter 'wieght' (did you mean 'weight'?)"),
+    ("connection_models.interneuron_to_pyramidal.synapses.1.model", "static_synapes",
+     "simulations.activity.connection_models.interneuron_to_pyramidal.synapses.1.model: NEST "
+     "has no synapse model 'static_synapes' (did you mean 'static_synapse'?)"),
+    ("connection_models.interneuron_to_pyramidal.synapses.1.delay", 0.05,
+     "simulations.activity.connection_models.interneuron_to_pyramidal.synapses.1.delay: the "
+     "delay 0.05 ms is shorter than the resolution 0.1 ms"),
+    ("cell_models.interneuron.constants", {"t_rf": 1.0},
+     "simulations.activity.cell_models.interneuron.constants.t_rf: NEST's iaf_psc_alpha has "
+     "no parameter 't_rf' (did you mean 't_ref'?)"),
+    ("devices.background.rate", "fast",
+     "simulations.activity.devices.background.rate: expected a number, got 'fast'"),
     ("devices.background.parameters", {"rte": 3.0},
      "simulations.activity.devices.background.parameters.rte: NEST's poisson_generator has no "
      "parameter 'rte' (did you mean 'rate'?)"),
@@ -473,6 +489,24 @@ sys.exit(main(["simulate", {str(tmp_path / 'n.hdf5')!r}, "activity", "-o", {str(
         "neuroscaffold: error: simulator 'nest' is not installed (no module 'nest'); install it "
         "with: pip install 'neuroscaffold[nest]'")
     assert (tmp_path / "n.hdf5").exists() and not (tmp_path / "s.h5").exists()
+
+
+def test_simulating_gives_the_process_its_library_loading_flags_back(compiled, tmp_path):
+    """PyNEST makes every extension module loaded after it RTLD_GLOBAL; then an h5py
+    loaded afterwards shares its HDF5 with libsonata, and a file open in both is
+    refused. A simulation leaves the flags as they were."""
+    script = f"""
+import os, sys
+before = sys.getdlopenflags()
+from neuroscaffold import from_storage
+network = from_storage({str(compiled)!r})
+network.simulate("activity", quiet=True)
+assert "nest" in sys.modules
+print(before == sys.getdlopenflags(), not sys.getdlopenflags() & os.RTLD_GLOBAL)
+"""
+    result = run_script(script, timeout=90, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"]
 
 
 def test_importing_and_configuring_never_imports_a_simulator(tmp_path):

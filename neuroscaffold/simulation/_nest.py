@@ -26,6 +26,7 @@ import difflib
 import importlib.util
 import mmap
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -83,11 +84,19 @@ def _import_nest() -> Any:
     """NEST, imported quietly: no banner, no warnings, errors only."""
     os.environ.setdefault("PYNEST_QUIET", "1")
     warnings.filterwarnings("ignore", module=r"nest(\..*)?$")
+    # PyNEST switches the interpreter to RTLD_GLOBAL for every extension module loaded
+    # after it (nest/ll_api.py): libraries loaded later then bind to each other's
+    # symbols (an h5py loaded after NEST shares its HDF5 with libsonata, and a file open
+    # in both is refused). NEST's own libraries are loaded by then, and its extension
+    # modules come through its own loader: the process gets its flags back.
+    flags = sys.getdlopenflags()
     try:
         nest = import_simulator("nest")
     except ImportError as error:
         raise DependencyError(f"NEST could not be imported ({error}); install it with: "
                               "pip install 'neuroscaffold[nest]'") from None
+    finally:
+        sys.setdlopenflags(flags)
     nest.verbosity = nest.VerbosityLevel.ERROR
     return nest
 
@@ -157,21 +166,20 @@ class NestAdapter(SimulatorAdapter):
             "rng_seed": plan.seed % _SEED_RANGE + 1,
         })
         for name, population in plan.populations.items():
-            path = ("cell_models", name)
+            model = population.model
             self._cell_models[name] = self._copy_model(
-                population.model.model, population.model.model_parameters(), path,
-                nest.node_models, "neuron model", f"ns_cell_{name}")
+                model.model, model.model_parameters(), model, "model", nest.node_models,
+                "neuron model", f"ns_cell_{name}")
         for name, projection in plan.projections.items():
             for number, synapse in enumerate(projection.synapses):
-                path = tuple(synapse.get_node_name().split(".")[3:])
-                self._check_delay(synapse.delay, path + ("delay",))
+                self._check_delay(synapse.delay, synapse.where("delay"))
                 self._synapse_models[name, number] = self._copy_model(
-                    synapse.model, synapse.model_parameters(), path, nest.synapse_models,
-                    "synapse model", f"ns_syn_{name}_{number}")
+                    synapse.model, synapse.model_parameters(), synapse, "model",
+                    nest.synapse_models, "synapse model", f"ns_syn_{name}_{number}")
         for name, device in plan.devices.items():
             if device.kind is DeviceKind.STIMULUS:
-                self._check_delay(device.delay, ("devices", name, "delay"))
-            self._copy_model(device.device, device.device_parameters(), ("devices", name),
+                self._check_delay(device.delay, device.where("delay"))
+            self._copy_model(device.device, device.device_parameters(), device, "device",
                              nest.node_models, "device", f"ns_dev_{name}",
                              realised=_DEVICE_MODELS.get(device.device))
         self._prepared = True
@@ -209,7 +217,7 @@ class NestAdapter(SimulatorAdapter):
                     spec["receptor_type"] = np.full(len(pairs), synapse.receptor_type,
                                                     dtype=np.float64)
                 self._call(lambda: nest.Connect(sources, targets, "one_to_one", spec),
-                           synapse.get_node_name().split(".", 1)[1])
+                           self.plan.path(*synapse.where()))
             made += len(pairs) * len(projection.synapses)
         return made
 
@@ -303,29 +311,30 @@ class NestAdapter(SimulatorAdapter):
 
     # --- checks -----------------------------------------------------------------------
 
-    def _copy_model(self, model: str, parameters: dict[str, Any], path: tuple[str, ...],
+    def _copy_model(self, model: str, parameters: dict[str, Any], node: Any, key: str,
                     known: Any, what: str, new_name: str, realised: str | None = None) -> str:
         """``CopyModel(model, new_name, parameters)``, each name checked first (against
-        ``model``, the configured name, when NEST's ``realised`` model stands for it)."""
+        ``model``, the configured name, when NEST's ``realised`` model stands for it).
+        ``node`` is the configuration node that gave them, with ``model`` under ``key``:
+        an error line names the keys as the user wrote them."""
         nest = self.nest
         plan = self.plan
         known = list(known)
         if model not in known:
             hint = difflib.get_close_matches(model, known, n=1)
             suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
-            key = "device" if path[0] == "devices" else "model"
-            raise ConfigurationError(f"{plan.path(*path, key)}: NEST has no {what} "
+            raise ConfigurationError(f"{plan.path(*node.where(key))}: NEST has no {what} "
                                      f"'{model}'{suffix}")
         defaults = nest.GetDefaults(model)
         for key, value in parameters.items():
             if key not in defaults:
                 hint = difflib.get_close_matches(key, list(defaults), n=1)
                 suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
-                raise ConfigurationError(f"{plan.path(*path, 'parameters', key)}: NEST's "
+                raise ConfigurationError(f"{plan.path(*node.where('parameters', key))}: NEST's "
                                          f"{model} has no parameter '{key}'{suffix}")
             expected = _kind(defaults[key])
             if _kind(value) != expected and expected in _WORDS:
-                raise ConfigurationError(f"{plan.path(*path, 'parameters', key)}: expected "
+                raise ConfigurationError(f"{plan.path(*node.where('parameters', key))}: expected "
                                          f"{_WORDS[expected]} for NEST's {model}.{key}, got {value!r}")
         try:
             nest.CopyModel(realised or model, new_name, parameters)
@@ -333,9 +342,9 @@ class NestAdapter(SimulatorAdapter):
             text = _nest_text(error)
             if "Unaccessed" in type(error).__name__ or "Unaccessed" in text:
                 names = ", ".join(f"'{k}'" for k in parameters if k in text) or "a parameter"
-                raise ConfigurationError(f"{plan.path(*path, 'parameters')}: NEST's {model} "
+                raise ConfigurationError(f"{plan.path(*node.where('parameters'))}: NEST's {model} "
                                          f"does not let {names} be set (read-only)") from None
-            raise ConfigurationError(f"{plan.path(*path, 'parameters')}: NEST refused the "
+            raise ConfigurationError(f"{plan.path(*node.where('parameters'))}: NEST refused the "
                                      f"parameters of {model}: {text}") from None
         return new_name
 

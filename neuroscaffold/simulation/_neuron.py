@@ -275,19 +275,19 @@ class NeuronAdapter(SimulatorAdapter):
                 f"rank(s), MPI has {plan.size}), so every rank would simulate the whole "
                 f"network; MPI_LIB_NRN_PATH={os.environ.get('MPI_LIB_NRN_PATH', '(unset)')} "
                 "must name the MPI library mpi4py uses")
-        for name, population in plan.populations.items():
-            self._check_cell_model(name, population.model.model,
-                                   population.model.model_parameters())
+        for population in plan.populations.values():
+            self._check_cell_model(population.model)
         for name, projection in plan.projections.items():
             for synapse in projection.synapses:
-                where = ".".join(synapse.get_node_name().split(".")[1:])
                 if synapse.receptor_type is not None:
-                    raise ConfigurationError(f"{where}.receptor_type: NEURON's artificial "
+                    raise ConfigurationError(f"{plan.path(*synapse.where('receptor_type'))}: "
+                                             "NEURON's artificial "
                                              "cells have no receptors (the weight's sign "
                                              "excites or inhibits)")
                 if synapse.model_parameters():
                     key = next(iter(synapse.model_parameters()))
-                    raise ConfigurationError(f"{where}.parameters.{key}: a NEURON connection "
+                    raise ConfigurationError(f"{plan.path(*synapse.where('parameters', key))}: "
+                                             "a NEURON connection "
                                              "is a NetCon: it takes only weight and delay")
         for name, device in plan.devices.items():
             self._check_device(name, device)
@@ -485,23 +485,27 @@ class NeuronAdapter(SimulatorAdapter):
 
     # --- checks -----------------------------------------------------------------------
 
-    def _check_cell_model(self, cell_type: str, model: str, parameters: dict[str, Any]) -> None:
-        path = self.plan.path("cell_models", cell_type)
+    def _check_cell_model(self, node: Any) -> None:
+        plan = self.plan
+        model, parameters = node.model, node.model_parameters()
         if model not in ARTIFICIAL_CELLS:
             hint = difflib.get_close_matches(model, ARTIFICIAL_CELLS, n=1)
             suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise ConfigurationError(f"{path}.model: NEURON has no artificial cell "
+            raise ConfigurationError(f"{plan.path(*node.where('model'))}: NEURON has no "
+                                     "artificial cell "
                                      f"'{model}'{suffix}; use " + ", ".join(ARTIFICIAL_CELLS))
         known = self._parameter_names(model)
         for key, value in parameters.items():
             if key not in known:
                 hint = difflib.get_close_matches(key, known, n=1)
                 suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
-                raise ConfigurationError(f"{path}.parameters.{key}: NEURON's {model} has no "
+                raise ConfigurationError(f"{plan.path(*node.where('parameters', key))}: "
+                                         f"NEURON's {model} has no "
                                          f"parameter '{key}'{suffix}; it has "
                                          + ", ".join(known))
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigurationError(f"{path}.parameters.{key}: expected a number for "
+                raise ConfigurationError(f"{plan.path(*node.where('parameters', key))}: "
+                                         "expected a number for "
                                          f"NEURON's {model}.{key}, got {value!r}")
 
     def _parameter_names(self, model: str) -> list[str]:
@@ -525,7 +529,8 @@ class NeuronAdapter(SimulatorAdapter):
             if key not in allowed:
                 hint = difflib.get_close_matches(key, sorted(allowed), n=1)
                 suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
-                raise ConfigurationError(f"{path}.parameters.{key}: NEURON's {device.device} "
+                raise ConfigurationError(f"{self.plan.path(*device.where('parameters', key))}: "
+                                         f"NEURON's {device.device} "
                                          f"has no parameter '{key}'{suffix}")
         if device.receptor_type is not None:
             raise ConfigurationError(f"{path}.receptor_type: NEURON's artificial cells have "

@@ -120,6 +120,16 @@ class _WithParameters(config.Node):
         """The parameters, from whichever of the two keys was given."""
         return dict(self.constants if self.constants is not None else self.parameters)
 
+    def where(self, *keys: str) -> tuple[str, ...]:
+        """The path of ``keys`` of this node below its simulation, spelt as the user wrote
+        them, for error lines: ``where("parameters", "t_ref")`` is
+        ``("cell_models", "granule", "constants", "t_ref")`` when BSB's ``constants`` was
+        given."""
+        if keys[:1] == ("parameters",) and self.constants is not None:
+            keys = ("constants",) + keys[1:]
+        # {root}.simulations.<name>.<keys below the simulation>
+        return tuple(self.get_node_name().split(".")[3:]) + keys
+
     def validate(self) -> None:
         if self.constants is not None and self.parameters:
             raise_at(self, None, "give 'parameters' or 'constants' (BSB's name), not both")
@@ -146,6 +156,18 @@ class Synapse(_WithParameters):
     weight = config.attr(type=types.number(), default=1.0, doc="the weight of each connection (NEST: nS for conductance-based models, pA for current-based; negative inhibits; NEURON: the NetCon weight)")
     delay = config.attr(type=types.positive, default=1.0, doc="the delay of each connection (ms; at least the resolution)")
     receptor_type = config.attr(type=types.integer(min=0), doc="the receptor port of the target (NEST models with several receptors)")
+
+    #: The connection model whose flat keys (``synapse``, ``weight``, ...) describe this
+    #: synapse, or None for an item of a ``synapses:`` list.
+    _flat_of: "ConnectionModel | None" = None
+
+    def where(self, *keys: str) -> tuple[str, ...]:
+        if self._flat_of is None:
+            return super().where(*keys)
+        # The flat keys sit on the connection model itself, the model under `synapse`.
+        if keys[:1] == ("model",):
+            keys = ("synapse",) + keys[1:]
+        return self._flat_of.where(*keys)
 
 
 @config.node
@@ -174,6 +196,7 @@ class ConnectionModel(_WithParameters):
                        delay=1.0 if self.delay is None else self.delay,
                        receptor_type=self.receptor_type, parameters=self.model_parameters())
         flat._config_parent, flat._config_key = self, "synapse"
+        flat._flat_of = self
         return [flat]
 
     def validate(self) -> None:
@@ -200,6 +223,10 @@ class _Optional(Attr):
 
     def set_default(self, instance: Any) -> None:
         instance.__dict__[self.name] = None
+
+
+#: The device parameters that may also be given at the device level (BSB 8's spelling).
+_DEVICE_LEVEL = ("rate", "amplitude", "start", "stop", "origin")
 
 
 @config.node
@@ -235,10 +262,16 @@ class Device(_WithParameters):
     def device_parameters(self) -> dict[str, Any]:
         """The device's own parameters: the device-level keys (``rate``, ``start``, ...)
         and ``parameters`` / ``constants``."""
-        out = {key: getattr(self, key) for key in ("rate", "amplitude", "start", "stop", "origin")
-               if getattr(self, key) is not None}
+        out = {key: getattr(self, key) for key in _DEVICE_LEVEL if getattr(self, key) is not None}
         out.update(self.model_parameters())
         return out
+
+    def where(self, *keys: str) -> tuple[str, ...]:
+        # A device-level parameter (`rate: 20`) is written on the device itself.
+        if len(keys) == 2 and keys[0] == "parameters" and keys[1] in _DEVICE_LEVEL \
+                and getattr(self, keys[1]) is not None:
+            keys = keys[1:]
+        return super().where(*keys)
 
     def validate(self) -> None:
         super().validate()
@@ -248,7 +281,7 @@ class Device(_WithParameters):
             raise_at(self, None, "missing required key 'targets' (the cell types it "
                                  "stimulates or records)")
         allowed = DEVICES[self.device][1]
-        for key in ("rate", "amplitude", "start", "stop", "origin"):
+        for key in _DEVICE_LEVEL:
             if getattr(self, key) is not None and key not in allowed:
                 raise_at(self, key, f"a {self.device} has no '{key}' (it takes "
                                     + ", ".join(f"'{k}'" for k in sorted(allowed)) + ")")

@@ -241,6 +241,17 @@ def _with(network: Path, tmp_path: Path, change) -> Network:
     (lambda s: s["devices"]["background"].update(parameters={"rte": 3}),
      "simulations.activity.devices.background.parameters.rte: NEURON's poisson_generator "
      "has no parameter 'rte' (did you mean 'rate'?)"),
+    # the keys as the user wrote them: BSB's `constants`, a flat connection model's keys
+    (lambda s: s["cell_models"]["relay"]["constants"].update(tau=3),
+     "simulations.activity.cell_models.relay.constants.tau: NEURON's IntFire4 has no "
+     "parameter 'tau' (did you mean 'taum'?); it has taue, taui1, taui2, taum"),
+    (lambda s: s["connection_models"]["pyramidal_to_interneuron"].update(receptor_type=1),
+     "simulations.activity.connection_models.pyramidal_to_interneuron.receptor_type: "
+     "NEURON's artificial cells have no receptors (the weight's sign excites or inhibits)"),
+    (lambda s: s["connection_models"]["interneuron_to_pyramidal"]["synapses"][0].update(
+        parameters={"U": 0.5}),
+     "simulations.activity.connection_models.interneuron_to_pyramidal.synapses.0.parameters.U: "
+     "a NEURON connection is a NetCon: it takes only weight and delay"),
 ])
 def test_what_neuron_cannot_run_is_refused_in_one_line(network, tmp_path, change, message):
     with pytest.raises(ConfigurationError) as info:
